@@ -1,0 +1,1 @@
+"""Batch jobs: importing exports, generating demo data, the VIP migration and its flows."""

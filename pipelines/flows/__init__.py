@@ -1,0 +1,1 @@
+"""Prefect flows: the one-off VIP migration and (later) the scheduled status transitions."""

@@ -1,0 +1,429 @@
+"""Moving legacy VIP memberships into plan records: the rules, one batch at a time.
+
+A batch is a run of legacy rows in legacy id order. Each is either migrated (a plan record
+with `legacy_id` set), quarantined (a `migration_quarantine` row with the first reason that
+applies), or left alone because an earlier run already did one of those. A batch is written
+in one transaction, so a run killed half way leaves whole batches only, and the next run
+picks up the rest.
+"""
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, and_, delete, func, select, update
+from sqlalchemy.orm import aliased
+
+from wallet.db import insert_or_skip, write_transaction
+from wallet.statuses import PlanStatus
+from wallet.tables import item_record, legacy_user_vip, migration_quarantine, plan
+
+log = logging.getLogger(__name__)
+
+# The old system wrote naive wall-clock times of its servers in Shanghai.
+LEGACY_TIMEZONE = ZoneInfo("Asia/Shanghai")
+CENT = Decimal("0.01")
+
+# Legacy status text (trimmed, lower-cased) -> plan status; "" is decided by active_time.
+LEGACY_STATUSES = {
+    "applying": PlanStatus.APPLYING,
+    "success": PlanStatus.SUCCESS,
+    "refunding": PlanStatus.REFUND,
+    "refunded": PlanStatus.REFUNDED,
+    "canceled": PlanStatus.CANCELED,
+    "cancelled": PlanStatus.CANCELED,
+    "closed": PlanStatus.CLOSED,
+    "expired": PlanStatus.EXPIRED,
+    "": None,
+}
+
+# Quarantine reasons, in the order they are checked; a row gets the first that applies.
+QUARANTINE_REASONS = (
+    "missing_user",
+    "unknown_role",
+    "unknown_status",
+    "expire_before_active",
+    "negative_price",
+    "duplicate",
+)
+
+# The plan record columns the migration decides; a rollback compares exactly these.
+MIGRATED_COLUMNS = (
+    "user_id",
+    "plan_id",
+    "service_desc",
+    "price",
+    "status",
+    "create_time",
+    "active_time",
+    "expire_time",
+    "order_id",
+)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    list_price: Decimal
+
+
+@dataclass
+class MigrationReport:
+    """What a run did; `dry_run` reports what it would have done."""
+
+    dry_run: bool = False
+    retry_quarantined: bool = False
+    rows_read: int = 0
+    migrated: int = 0
+    already_migrated: int = 0
+    released_from_quarantine: int = 0
+    quarantined_new: Counter = field(default_factory=Counter)
+    quarantined_total: Counter = field(default_factory=Counter)
+
+    @property
+    def migrated_total(self) -> int:
+        return self.already_migrated + self.migrated
+
+    def add(self, other: "MigrationReport") -> None:
+        self.rows_read += other.rows_read
+        self.migrated += other.migrated
+        self.already_migrated += other.already_migrated
+        self.released_from_quarantine += other.released_from_quarantine
+        self.quarantined_new.update(other.quarantined_new)
+        self.quarantined_total.update(other.quarantined_total)
+
+    def as_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "retry_quarantined": self.retry_quarantined,
+            "rows_read": self.rows_read,
+            "migrated": self.migrated,
+            "already_migrated": self.already_migrated,
+            "migrated_total": self.migrated_total,
+            "released_from_quarantine": self.released_from_quarantine,
+            "quarantined_new": sum(self.quarantined_new.values()),
+            "quarantined_total": sum(self.quarantined_total.values()),
+            "quarantined_by_reason": {
+                reason: {
+                    "new": self.quarantined_new[reason],
+                    "total": self.quarantined_total[reason],
+                }
+                for reason in QUARANTINE_REASONS
+            },
+        }
+
+    def to_markdown(self) -> str:
+        title = "VIP migration (dry run: nothing written)" if self.dry_run else "VIP migration"
+        lines = [
+            f"# {title}",
+            "",
+            "| | rows |",
+            "| --- | ---: |",
+            f"| legacy rows read | {self.rows_read} |",
+            f"| migrated by this run | {self.migrated} |",
+            f"| already migrated | {self.already_migrated} |",
+            f"| plan records from the migration | {self.migrated_total} |",
+        ]
+        if self.retry_quarantined:
+            lines.append(f"| released from quarantine | {self.released_from_quarantine} |")
+        lines += [
+            f"| quarantined by this run | {sum(self.quarantined_new.values())} |",
+            f"| in quarantine | {sum(self.quarantined_total.values())} |",
+            "",
+            "| quarantine reason | new | total |",
+            "| --- | ---: | ---: |",
+        ]
+        lines += [
+            f"| {reason} | {self.quarantined_new[reason]} | {self.quarantined_total[reason]} |"
+            for reason in QUARANTINE_REASONS
+        ]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class RollbackReport:
+    removed: int = 0
+    kept_changed: list[int] = field(default_factory=list)
+    quarantine_cleared: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "removed": self.removed,
+            "kept_changed": len(self.kept_changed),
+            "kept_changed_legacy_ids": self.kept_changed[:100],
+            "quarantine_cleared": self.quarantine_cleared,
+        }
+
+
+# --- the rules, pure -------------------------------------------------------------------------
+
+
+def to_utc(local: datetime | None) -> datetime | None:
+    """A naive legacy time (Shanghai wall clock) as an aware UTC instant."""
+    if local is None:
+        return None
+    return local.replace(tzinfo=LEGACY_TIMEZONE).astimezone(UTC)
+
+
+def round_price(text: str) -> Decimal:
+    """A price parsed from its text, rounded half-up to cents ('0.005' -> 0.01)."""
+    return Decimal(text.strip()).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def effective_price(row: dict, roles: dict[int, Role]) -> Decimal:
+    total_price = (row["total_price"] or "").strip()
+    if total_price:
+        return round_price(total_price)
+    return roles[row["vip_role_id"]].list_price
+
+
+def normalize_status(raw: str | None) -> str:
+    return (raw or "").strip().lower()
+
+
+def first_reason(row: dict, roles: dict[int, Role]) -> tuple[str, str] | None:
+    """The first quarantine reason before `duplicate` that applies, with a detail, or None."""
+    if row["user_id"] is None:
+        return "missing_user", "user_id is empty"
+    if row["vip_role_id"] not in roles:
+        return "unknown_role", f"vip_role_id {row['vip_role_id']} is not in the plan catalogue"
+    status = normalize_status(row["status"])
+    if status not in LEGACY_STATUSES:
+        return "unknown_status", f"status {row['status']!r} is not a legacy status"
+    active, expire = row["active_time"], row["expire_time"]
+    if active is not None and expire is not None and expire < active:
+        return "expire_before_active", f"expire_time {expire} is before active_time {active}"
+    price = effective_price(row, roles)
+    if price < 0:
+        return "negative_price", f"price {price} is negative"
+    return None
+
+
+def plan_status(row: dict) -> PlanStatus:
+    status = LEGACY_STATUSES[normalize_status(row["status"])]
+    if status is not None:
+        return status
+    return PlanStatus.SUCCESS if row["active_time"] is not None else PlanStatus.APPLYING
+
+
+def plan_record(row: dict, roles: dict[int, Role]) -> dict:
+    """The plan record a legacy row that passed every check becomes."""
+    role = roles[row["vip_role_id"]]
+    return {
+        "legacy_id": row["id"],
+        "user_id": row["user_id"],
+        "plan_id": row["vip_role_id"],
+        "service_desc": role.name.strip(" \t"),
+        "price": effective_price(row, roles),
+        "status": plan_status(row).value,
+        "create_time": to_utc(row["create_time"]),
+        "active_time": to_utc(row["active_time"]),
+        "expire_time": to_utc(row["expire_time"]),
+        "order_id": (row["order_no"] or "").strip() or None,
+    }
+
+
+def duplicate_key(row: dict) -> tuple:
+    return row["user_id"], row["vip_role_id"], row["create_time"]
+
+
+# --- reading and writing batches ---------------------------------------------------------------
+
+LEGACY_COLUMNS = [c for c in legacy_user_vip.c]
+
+
+def load_roles(connection: Connection) -> dict[int, Role]:
+    rows = connection.execute(select(plan.c.id, plan.c.name, plan.c.list_price))
+    return {row.id: Role(row.name, row.list_price) for row in rows}
+
+
+def count_legacy_rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(legacy_user_vip)).scalar_one()
+
+
+def _read_batch(connection: Connection, after: int | None, size: int) -> list[dict]:
+    query = (
+        select(
+            *LEGACY_COLUMNS,
+            item_record.c.id.label("plan_record_id"),
+            migration_quarantine.c.reason.label("quarantine_reason"),
+        )
+        .outerjoin(item_record, item_record.c.legacy_id == legacy_user_vip.c.id)
+        .outerjoin(migration_quarantine, migration_quarantine.c.legacy_id == legacy_user_vip.c.id)
+        .order_by(legacy_user_vip.c.id)
+        .limit(size)
+    )
+    if after is not None:
+        query = query.where(legacy_user_vip.c.id > after)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def _read_earlier_twins(connection: Connection, first_id: int, last_id: int) -> list[dict]:
+    """Legacy rows before this batch with the same user, role and create_time as a batch row."""
+    batch_row = aliased(legacy_user_vip)
+    query = (
+        select(*LEGACY_COLUMNS)
+        .distinct()
+        .join(
+            batch_row,
+            and_(
+                batch_row.c.user_id == legacy_user_vip.c.user_id,
+                batch_row.c.vip_role_id == legacy_user_vip.c.vip_role_id,
+                batch_row.c.create_time == legacy_user_vip.c.create_time,
+            ),
+        )
+        .where(batch_row.c.id.between(first_id, last_id), legacy_user_vip.c.id < first_id)
+    )
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def _classify(batch: list[dict], twins: list[dict], roles) -> dict[int, tuple | None]:
+    """For each batch row: None to migrate, or (reason, detail) to quarantine.
+
+    A row is a duplicate when a lower legacy id with the same user, role and create_time passes
+    every other check: the lowest such row always migrates, so this needs only the legacy table
+    and comes out the same in a dry run, a resumed run or a run over the whole table at once.
+    """
+    first_seen: dict[tuple, int] = {}
+    for row in sorted(twins + batch, key=lambda r: r["id"]):
+        if first_reason(row, roles) is None:
+            first_seen.setdefault(duplicate_key(row), row["id"])
+    outcome = {}
+    for row in batch:
+        reason = first_reason(row, roles)
+        if reason is None:
+            twin = first_seen[duplicate_key(row)]
+            if twin != row["id"]:
+                reason = "duplicate", f"same user, role and create_time as legacy id {twin}"
+        outcome[row["id"]] = reason
+    return outcome
+
+
+def migrate_batch(
+    engine: Engine,
+    after: int | None,
+    size: int,
+    *,
+    dry_run: bool = False,
+    retry_quarantined: bool = False,
+) -> tuple[MigrationReport, int | None]:
+    """Migrate the next `size` legacy rows after legacy id `after`; returns the last id read."""
+    report = MigrationReport(dry_run=dry_run, retry_quarantined=retry_quarantined)
+    with engine.connect() as connection:
+        batch = _read_batch(connection, after, size)
+        if not batch:
+            return report, None
+        twins = _read_earlier_twins(connection, batch[0]["id"], batch[-1]["id"])
+        roles = load_roles(connection)
+    outcome = _classify(batch, twins, roles)
+
+    new_plans, new_quarantine, released, requarantined = [], [], [], []
+    now = datetime.now(UTC)
+    for row in batch:
+        reason = outcome[row["id"]]
+        if row["plan_record_id"] is not None:
+            report.already_migrated += 1
+            continue
+        if row["quarantine_reason"] is not None and not retry_quarantined:
+            report.quarantined_total[row["quarantine_reason"]] += 1
+            continue
+        if reason is None:
+            new_plans.append(plan_record(row, roles))
+            if row["quarantine_reason"] is not None:
+                released.append(row["id"])
+            continue
+        entry = {"legacy_id": row["id"], "reason": reason[0], "detail": reason[1]}
+        if row["quarantine_reason"] is None:
+            new_quarantine.append(entry | {"quarantined_at": now})
+        else:
+            requarantined.append(entry)
+        report.quarantined_total[reason[0]] += 1
+
+    report.rows_read = len(batch)
+    if dry_run:
+        report.migrated = len(new_plans)
+        report.released_from_quarantine = len(released)
+        report.quarantined_new.update(entry["reason"] for entry in new_quarantine)
+    else:
+        _write_batch(engine, report, new_plans, new_quarantine, released, requarantined)
+    return report, batch[-1]["id"]
+
+
+def _write_batch(engine, report, new_plans, new_quarantine, released, requarantined) -> None:
+    with write_transaction(engine) as connection:
+        if new_plans:
+            inserted = connection.execute(
+                insert_or_skip(connection, item_record).returning(item_record.c.legacy_id),
+                new_plans,
+            )
+            report.migrated = len(inserted.all())
+            # A concurrent run may have migrated some of these first; count them as such.
+            report.already_migrated += len(new_plans) - report.migrated
+        if new_quarantine:
+            inserted = connection.execute(
+                insert_or_skip(connection, migration_quarantine).returning(
+                    migration_quarantine.c.reason
+                ),
+                new_quarantine,
+            )
+            report.quarantined_new.update(reason for (reason,) in inserted)
+        if released:
+            connection.execute(
+                delete(migration_quarantine).where(migration_quarantine.c.legacy_id.in_(released))
+            )
+            report.released_from_quarantine = len(released)
+        for entry in requarantined:
+            connection.execute(
+                update(migration_quarantine)
+                .where(migration_quarantine.c.legacy_id == entry["legacy_id"])
+                .values(reason=entry["reason"], detail=entry["detail"])
+            )
+
+
+def rollback_batch(
+    engine: Engine, after: int | None, size: int
+) -> tuple[RollbackReport, int | None]:
+    """Remove the next `size` migrated plan records that still hold what the migration wrote.
+
+    A plan record whose columns differ from what its legacy row migrates to today (a flow
+    moved it, someone edited it, or the legacy row was corrected since) is kept and reported.
+    """
+    report = RollbackReport()
+    recorded = [item_record.c[name].label(f"record_{name}") for name in ("id", *MIGRATED_COLUMNS)]
+    query = (
+        select(*LEGACY_COLUMNS, *recorded)
+        .join(item_record, item_record.c.legacy_id == legacy_user_vip.c.id)
+        .order_by(legacy_user_vip.c.id)
+        .limit(size)
+    )
+    if after is not None:
+        query = query.where(legacy_user_vip.c.id > after)
+    with engine.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+        roles = load_roles(connection)
+    if not rows:
+        return report, None
+
+    unchanged_by_status: dict[str, list[int]] = {}
+    for row in rows:
+        expected = plan_record(row, roles) if row["vip_role_id"] in roles else {}
+        if all(expected.get(name) == row[f"record_{name}"] for name in MIGRATED_COLUMNS):
+            unchanged_by_status.setdefault(row["record_status"], []).append(row["record_id"])
+        else:
+            report.kept_changed.append(row["id"])
+    with write_transaction(engine) as connection:
+        # The status is checked again as it is deleted, in case a flow moved the row meanwhile.
+        for status, ids in unchanged_by_status.items():
+            report.removed += connection.execute(
+                delete(item_record).where(item_record.c.id.in_(ids), item_record.c.status == status)
+            ).rowcount
+    return report, rows[-1]["id"]
+
+
+def clear_quarantine(engine: Engine) -> int:
+    with write_transaction(engine) as connection:
+        return connection.execute(delete(migration_quarantine)).rowcount

@@ -1,0 +1,173 @@
+"""The release, end to end on the legacy export: the `wallet` commands, then the API answers.
+
+For each backend the commands run once, as ops would run them, against a fresh database; the
+tests then compare every value in the fixture's expected.json.
+"""
+
+import json
+import subprocess
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.support import (
+    BACKENDS,
+    FIXTURES,
+    JWT_SECRET,
+    cli_environment,
+    new_database_url,
+    run_wallet,
+)
+from wallet.db import make_engine
+from wallet.settings import Settings
+from wallet.tables import item_record, migration_quarantine, payment_record, service_list
+from wallet_api.auth import issue_token
+from wallet_api.main import create_app
+
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text()) if FIXTURES.is_dir() else {}
+TOKEN_SETTINGS = Settings(jwt_secret=JWT_SECRET, _env_file=None)
+
+
+class Release:
+    """One backend after the release steps, with what each command printed."""
+
+    def __init__(self, database_url: str, env: dict):
+        self.database_url = database_url
+        self.env = env
+        self.results: dict[str, subprocess.CompletedProcess] = {}
+
+    def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        self.results[name] = result = run_wallet(self.env, *args)
+        return result
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def release(request, tmp_path_factory, prefect_api_url, legacy_fixture_dir) -> Release:
+    directory = tmp_path_factory.mktemp(f"release-{request.param}")
+    database_url = new_database_url(request, request.param, directory)
+    release = Release(
+        database_url, cli_environment(database_url, directory / "var", prefect_api_url)
+    )
+    release.run("upgrade", "db", "upgrade")
+    release.run("legacy", "import", "legacy", str(legacy_fixture_dir))
+    release.run("orders", "import", "orders", str(legacy_fixture_dir / "payment_record.csv"))
+    release.run("migrate", "migrate-vip", "--batch-size", "50")
+    release.run("migrate again", "migrate-vip", "--batch-size", "7")
+    return release
+
+
+@pytest.fixture(scope="module")
+def engine_after(release):
+    engine = make_engine(release.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def client(release):
+    settings = Settings(database_url=release.database_url, jwt_secret=JWT_SECRET, _env_file=None)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_release_commands_exit_as_documented(release):
+    codes = {name: result.returncode for name, result in release.results.items()}
+    assert codes == {
+        "upgrade": 0,
+        "legacy": 0,
+        "orders": 1,  # four broken lines are rejected; the rest are imported
+        "migrate": 0,
+        "migrate again": 0,
+    }, {name: result.stderr[-2000:] for name, result in release.results.items()}
+
+
+def test_orders_import_reports_each_rejected_line(release, engine_after):
+    printed = release.results["orders"].stdout
+    for line, reason in EXPECTED["orders_rejected"].items():
+        assert f"line {line}: {reason}" in printed
+    with engine_after.connect() as connection:
+        orders = connection.execute(select(func.count()).select_from(payment_record)).scalar_one()
+    assert orders == EXPECTED["orders_imported"]
+
+
+def test_migration_report_counts_rows_and_reasons(release):
+    first = release.results["migrate"].stdout
+    assert f"legacy rows read          {EXPECTED['legacy_rows']:>9,}" in first
+    assert f"migrated by this run      {EXPECTED['migrated']:>9,}" in first
+    for reason, count in EXPECTED["quarantine_reasons"].items():
+        assert f"    {reason:<23} {count:>9,} / {count:,}" in first
+    again = release.results["migrate again"].stdout
+    assert f"migrated by this run      {0:>9,}" in again
+    assert f"already migrated          {EXPECTED['migrated']:>9,}" in again
+
+
+def test_second_migration_leaves_the_tables_as_the_first(engine_after):
+    with engine_after.connect() as connection:
+        plans = connection.execute(select(func.count()).select_from(item_record)).scalar_one()
+        held = dict(
+            connection.execute(
+                select(migration_quarantine.c.legacy_id, migration_quarantine.c.reason)
+            ).all()
+        )
+        total = connection.execute(select(func.sum(item_record.c.price))).scalar_one()
+        statuses = dict(
+            connection.execute(
+                select(service_list.c.status, func.count()).group_by(service_list.c.status)
+            ).all()
+        )
+    assert plans == EXPECTED["migrated"]
+    assert held == {int(legacy_id): reason for legacy_id, reason in EXPECTED["quarantined"].items()}
+    assert str(total) == EXPECTED["price_total"]
+    assert statuses == EXPECTED["effective_status_counts"]
+
+
+def _answers(endpoint: str):
+    for user_id, filters in EXPECTED.get("api", {}).get(endpoint, {}).items():
+        for key, answer in filters.items():
+            yield pytest.param(int(user_id), key, answer, id=f"{user_id}-{key or 'all'}")
+
+
+def _query(endpoint: str, key: str) -> str:
+    if endpoint == "service_list":
+        return f"status={key}" if key else ""
+    return key
+
+
+def _assert_page(client, endpoint, user_id, key, page, expected_rows):
+    token = issue_token(user_id, TOKEN_SETTINGS)
+    response = client.get(
+        f"/payment/{endpoint}/?{_query(endpoint, key)}&page={page}&per_page=10",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["current"], body["per_page"]) == (page, 10)
+    assert len(body["data"]) == len(expected_rows)
+    shown = [
+        {field: row[field] for field in expected_row}
+        for row, expected_row in zip(body["data"], expected_rows, strict=True)
+    ]
+    assert shown == expected_rows
+    return body
+
+
+@pytest.mark.parametrize(("user_id", "key", "answer"), list(_answers("service_list")))
+def test_service_list_answers_match_the_fixture(client, user_id, key, answer):
+    _check_answer(client, "service_list", user_id, key, answer)
+
+
+@pytest.mark.parametrize(("user_id", "key", "answer"), list(_answers("payment_record")))
+def test_payment_record_answers_match_the_fixture(client, user_id, key, answer):
+    _check_answer(client, "payment_record", user_id, key, answer)
+
+
+def _check_answer(client, endpoint, user_id, key, answer):
+    first = _assert_page(client, endpoint, user_id, key, 1, answer["first_page"])
+    assert (first["count"], first["pages"], first["is_paginated"]) == (
+        answer["count"],
+        answer["pages"],
+        answer["is_paginated"],
+    )
+    last = _assert_page(client, endpoint, user_id, key, answer["pages"], answer["last_page"])
+    assert last["count"] == answer["count"]

@@ -1,0 +1,77 @@
+"""Engines and transactions for the configured database (SQLite file or PostgreSQL)."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from wallet.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str | None = None, settings: Settings | None = None) -> Engine:
+    """An engine for `url` (default: WALLET_DATABASE_URL), SQLite set up for concurrent use."""
+    settings = settings or get_settings()
+    parsed = make_url(url or settings.database_url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, settings.sqlite_busy_timeout_ms)
+    return create_engine(
+        parsed,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def _sqlite_engine(url, busy_timeout_ms: int) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not pysqlite, decide when a transaction begins, so that writers can
+        # take the write lock up front with BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("pragma journal_mode = wal")
+        cursor.execute(f"pragma busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("pragma foreign_keys = on")
+        cursor.execute("pragma synchronous = normal")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        mode = connection.get_execution_options().get("sqlite_begin", "deferred")
+        connection.exec_driver_sql(f"begin {mode}")
+
+    return engine
+
+
+@lru_cache
+def get_engine() -> Engine:
+    return make_engine()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One short write transaction; on SQLite it takes the write lock at BEGIN."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(sqlite_begin="immediate")
+        with connection.begin():
+            yield connection
+
+
+def insert_or_skip(connection: Connection, table: Table) -> Insert:
+    """`insert into table … on conflict do nothing`, in the connection's own dialect."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"no insert-or-skip for {connection.dialect.name}")

@@ -1,0 +1,61 @@
+"""Every `WALLET_*` setting, read once from the environment (or a `.env` file)."""
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wallet.errors import ConfigurationError
+
+MIN_JWT_SECRET_BYTES = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WALLET_", env_file=".env", extra="ignore")
+
+    env: Literal["production", "demo"] = "production"
+    database_url: str = "sqlite:///var/wallet.db"
+    jwt_secret: SecretStr | None = None
+    # Where demo secrets and generated reports go.
+    var_dir: Path = Path("var")
+    # Business calendar of the reports; also how the legacy export wrote its local times.
+    timezone: str = "Asia/Shanghai"
+    sqlite_busy_timeout_ms: int = Field(default=15_000, ge=0)
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+
+    def jwt_signing_key(self) -> str:
+        """The HS256 key; only demo mode may invent one (kept in var/ so every command agrees)."""
+        if self.jwt_secret is not None:
+            key = self.jwt_secret.get_secret_value()
+        elif self.env == "demo":
+            key = _demo_secret(self.var_dir / "demo-jwt-secret")
+        else:
+            raise ConfigurationError(
+                "WALLET_JWT_SECRET is not set; set it to a random string of at least "
+                f"{MIN_JWT_SECRET_BYTES} bytes (only WALLET_ENV=demo may generate one)"
+            )
+        if len(key.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ConfigurationError(
+                f"WALLET_JWT_SECRET is {len(key.encode())} bytes; it must be at least "
+                f"{MIN_JWT_SECRET_BYTES}"
+            )
+        return key
+
+
+def _demo_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The `wallet` command: a thin shell over the flows, the importers and the API."""
