@@ -1,4 +1,5 @@
-"""Loading CSV exports: the legacy plan catalogue and VIP memberships, and payment records.
+"""Loading CSV exports: the legacy plan catalogue and VIP memberships, payment records, and
+the refund settlements the payment gateway confirms.
 
 A file is first read through once without writing anything: it must open, decode, parse as
 CSV and carry exactly the expected columns, or `InputFileError` is raised. It is then read
@@ -14,24 +15,42 @@ import csv
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from wallet.db import write_transaction
 from wallet.errors import InputFileError
 from wallet.statuses import OrderStatus, RecordType
-from wallet.tables import legacy_user_vip, legacy_vip_role, payment_record, plan
+from wallet.tables import (
+    legacy_user_vip,
+    legacy_vip_role,
+    payment_record,
+    plan,
+    refund_settlement,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5_000
-# Keys per lookup query: far below SQLite's limit on bound parameters.
+# Keys per lookup query: even for a key of three columns, far below SQLite's limit on bound
+# parameters (32766).
 KEYS_PER_QUERY = 1_000
 
 VIP_ROLE_COLUMNS = ("id", "vip_name", "price", "service_month", "is_active")
@@ -56,6 +75,7 @@ ORDER_COLUMNS = (
     "create_time",
     "pay_time",
 )
+REFUND_COLUMNS = ("order_id", "refund_amount", "settled_at")
 
 LEGACY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_INTEGER = 2**31 - 1
@@ -129,12 +149,20 @@ class _Target:
 
     table: Table
     columns: tuple[str, ...]
-    key: str
+    # The columns that tell one row from another, in the order of the table's index on them.
+    key: tuple[str, ...]
     parse: Callable[[dict[str, str]], dict]
-    duplicate_reason: str
+    # None when the key is every column: a key seen again can only be the same row again.
+    duplicate_reason: str | None
     # True: a stored row with other content was loaded from an older export and is updated.
-    # False: it is a clash, and the line is rejected.
+    # False: it is a clash, and the line is rejected with `duplicate_reason`.
     takes_corrections: bool
+    # True: inserted rows also get source_file, source_line and imported_at.
+    records_source: bool = False
+
+    def __post_init__(self) -> None:
+        if self.duplicate_reason is None and set(self.key) != set(self.columns):
+            raise ValueError(f"{self.table.name}: a partial key needs a duplicate_reason")
 
 
 # --- the public entry points -------------------------------------------------------------------
@@ -181,6 +209,23 @@ def import_orders(
     return _load(engine, path, ORDERS, encoding, batch_size)
 
 
+def import_refunds(
+    engine: Engine,
+    path: Path,
+    *,
+    encoding: str = "utf-8",
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    """Load refund settlements from the payment gateway, each stored as pending.
+
+    The gateway resends files: a settlement already loaded, from this file or an earlier one,
+    is counted unchanged and keeps the line and status it has.
+    """
+    path = Path(path)
+    _check_file(path, REFUNDS.columns, encoding)
+    return _load(engine, path, REFUNDS, encoding, batch_size)
+
+
 # --- parsing one line --------------------------------------------------------------------------
 
 
@@ -215,20 +260,22 @@ def _flag(fields: dict[str, str], name: str) -> bool | None:
     return text == "1"
 
 
-def _amount(fields: dict[str, str], name: str, *, exact_cents: bool) -> Decimal | None:
+def _amount(
+    fields: dict[str, str], name: str, *, exact_cents: bool, reason: str = "bad_price"
+) -> Decimal | None:
     """A decimal amount; with `exact_cents`, a non-negative one of at most two places."""
     text = fields[name].strip()
     if not text:
         return None
     if not _DECIMAL.fullmatch(text):
-        raise _Rejection("bad_price", f"{name} {text!r} is not a plain decimal")
+        raise _Rejection(reason, f"{name} {text!r} is not a plain decimal")
     value = Decimal(text)
     if abs(value) > MAX_AMOUNT:
-        raise _Rejection("bad_price", f"{name} {text!r} is too large")
+        raise _Rejection(reason, f"{name} {text!r} is too large")
     if exact_cents and value < 0:
-        raise _Rejection("bad_price", f"{name} {text!r} is negative")
+        raise _Rejection(reason, f"{name} {text!r} is negative")
     if exact_cents and value != value.quantize(CENT):
-        raise _Rejection("bad_price", f"{name} {text!r} has more than two decimal places")
+        raise _Rejection(reason, f"{name} {text!r} has more than two decimal places")
     return value
 
 
@@ -260,6 +307,15 @@ def _instant(fields: dict[str, str], name: str) -> datetime | None:
         return value.astimezone(UTC)
     except OverflowError:
         raise _Rejection("bad_time", f"{name} {text!r} is out of range") from None
+
+
+def _order_id(fields: dict[str, str]) -> str:
+    order_id = fields["order_id"].strip()
+    if len(order_id) > ORDER_ID_LENGTH:
+        raise _Rejection(
+            "bad_order_id", f"order_id {order_id!r} is longer than {ORDER_ID_LENGTH} characters"
+        )
+    return order_id
 
 
 def _text(fields: dict[str, str], name: str) -> str | None:
@@ -303,11 +359,7 @@ def _parse_user_vip(fields: dict[str, str]) -> dict:
 def _parse_order(fields: dict[str, str]) -> dict:
     _require(fields, ORDER_COLUMNS[:-1])
     user_id = _integer(fields, "user_id", low=1, high=MAX_BIGINT, reason="bad_user_id")
-    order_id = fields["order_id"].strip()
-    if len(order_id) > ORDER_ID_LENGTH:
-        raise _Rejection(
-            "bad_order_id", f"order_id {order_id!r} is longer than {ORDER_ID_LENGTH} characters"
-        )
+    order_id = _order_id(fields)
     record_type = fields["record_type"].strip()
     if record_type not in RECORD_TYPES:
         raise _Rejection(
@@ -331,10 +383,20 @@ def _parse_order(fields: dict[str, str]) -> dict:
     }
 
 
+def _parse_refund(fields: dict[str, str]) -> dict:
+    # Zero, or more than the order's amount, is for the settle-refunds flow to judge.
+    _require(fields, REFUND_COLUMNS)
+    return {
+        "order_id": _order_id(fields),
+        "refund_amount": _amount(fields, "refund_amount", exact_cents=True, reason="bad_amount"),
+        "settled_at": _instant(fields, "settled_at"),
+    }
+
+
 VIP_ROLES = _Target(
     table=legacy_vip_role,
     columns=VIP_ROLE_COLUMNS,
-    key="id",
+    key=("id",),
     parse=_parse_vip_role,
     duplicate_reason="duplicate_id",
     takes_corrections=True,
@@ -342,7 +404,7 @@ VIP_ROLES = _Target(
 USER_VIPS = _Target(
     table=legacy_user_vip,
     columns=USER_VIP_COLUMNS,
-    key="id",
+    key=("id",),
     parse=_parse_user_vip,
     duplicate_reason="duplicate_id",
     takes_corrections=True,
@@ -350,10 +412,19 @@ USER_VIPS = _Target(
 ORDERS = _Target(
     table=payment_record,
     columns=ORDER_COLUMNS,
-    key="order_id",
+    key=("order_id",),
     parse=_parse_order,
     duplicate_reason="duplicate_order_id",
     takes_corrections=False,
+)
+REFUNDS = _Target(
+    table=refund_settlement,
+    columns=REFUND_COLUMNS,
+    key=REFUND_COLUMNS,
+    parse=_parse_refund,
+    duplicate_reason=None,
+    takes_corrections=False,
+    records_source=True,
 )
 
 
@@ -465,16 +536,23 @@ def _load(
     report = ImportReport(source=path.name)
     log.info("importing %s into %s", path, target.table.name)
     # Keys of earlier batches tell a key repeated in this file (rejected) from a correction of
-    # an older import (updated); orders take no corrections and leave it empty.
-    # NOTE: it grows with the file (~60 bytes a key); the database cannot tell the two apart.
-    earlier_keys: set = set()
+    # an older import (updated); orders and settlements take no corrections and leave it
+    # empty.
+    # NOTE: it grows with the file (~120 bytes a key); the database cannot tell the two apart.
+    earlier_keys: set[tuple] = set()
+    # Every row this import inserts shares one imported_at.
+    source = (
+        {"source_file": path.name, "imported_at": datetime.now(UTC)}
+        if target.records_source
+        else None
+    )
 
     for batch in _batches(_read_lines(path, target.columns, encoding), batch_size):
         report.lines += len(batch)
         rows = _parse_batch(batch, target, report)
         if rows:
             with write_transaction(engine) as connection:
-                _write_batch(connection, target, rows, report, earlier_keys)
+                _write_batch(connection, target, rows, report, earlier_keys, source)
         if target.takes_corrections:
             earlier_keys.update(rows)
 
@@ -495,16 +573,16 @@ def _load(
 
 def _parse_batch(
     batch: list[tuple[int, list[str], list[int]]], target: _Target, report: ImportReport
-) -> dict[object, tuple[int, dict]]:
+) -> dict[tuple, tuple[int, dict]]:
     """Each key's first good line in the batch, as (line number, row); counts the others."""
-    rows: dict[object, tuple[int, dict]] = {}
+    rows: dict[tuple, tuple[int, dict]] = {}
     for line, values, positions in batch:
         try:
             row = target.parse(_fields(values, positions, target.columns))
         except _Rejection as rejection:
             report.rejected.append(RejectedLine(line, rejection.reason, rejection.detail))
             continue
-        key = row[target.key]
+        key = _key_of(row, target.key)
         if key not in rows:
             rows[key] = (line, row)
             continue
@@ -513,7 +591,7 @@ def _parse_batch(
             report.unchanged += 1
         else:
             detail = (
-                f"{target.key} {key!r} is also on line {first_line}, "
+                f"{_described(target.key, key)} is also on line {first_line}, "
                 f"with another {_differences(first_row, row, target.columns)}"
             )
             report.rejected.append(RejectedLine(line, target.duplicate_reason, detail))
@@ -523,58 +601,92 @@ def _parse_batch(
 def _write_batch(
     connection: Connection,
     target: _Target,
-    rows: dict[object, tuple[int, dict]],
+    rows: dict[tuple, tuple[int, dict]],
     report: ImportReport,
-    earlier_keys: set,
+    earlier_keys: set[tuple],
+    source: dict | None,
 ) -> None:
     stored = _stored_rows(connection, target.table, target.key, list(rows))
     new, corrected = [], []
     for key, (line, row) in rows.items():
         before = stored.get(key)
         if before is None:
-            new.append(row)
-        elif before == row:
+            new.append(row if source is None else row | source | {"source_line": line})
+        # Only the file's columns count: the table may hold more (an order's refund, or where
+        # a settlement came from and whether it was applied).
+        elif not _changed(before, row, target.columns):
             report.unchanged += 1
         elif target.takes_corrections and key not in earlier_keys:
             corrected.append(row)
         else:
             where = "earlier in this file" if key in earlier_keys else "in the database"
             changed = _differences(before, row, target.columns)
-            detail = f"{target.key} {key!r} is {where} with another {changed}"
+            detail = f"{_described(target.key, key)} is {where} with another {changed}"
             report.rejected.append(RejectedLine(line, target.duplicate_reason, detail))
     _insert_and_update(connection, target.table, target.key, new, corrected)
     report.inserted += len(new)
     report.updated += len(corrected)
 
 
-def _stored_rows(connection: Connection, table: Table, key: str, keys: list) -> dict:
+def _key_of(row: Mapping[str, object], key: tuple[str, ...]) -> tuple:
+    return tuple(row[name] for name in key)
+
+
+def _stored_rows(
+    connection: Connection, table: Table, key: tuple[str, ...], keys: list[tuple]
+) -> dict[tuple, dict]:
     stored = {}
     for start in range(0, len(keys), KEYS_PER_QUERY):
-        chunk = keys[start : start + KEYS_PER_QUERY]
-        query = select(table).where(table.c[key].in_(chunk))
-        stored.update((row._mapping[key], dict(row._mapping)) for row in connection.execute(query))
+        query = select(table).where(_key_in(table, key, keys[start : start + KEYS_PER_QUERY]))
+        for row in connection.execute(query):
+            stored[_key_of(row._mapping, key)] = dict(row._mapping)
     return stored
 
 
+def _key_in(table: Table, key: tuple[str, ...], keys: list[tuple]) -> ColumnElement[bool]:
+    """`key in keys`, written so that both databases search the index on the key."""
+    first_column = table.c[key[0]].in_(list({values[0] for values in keys}))
+    if len(key) == 1:
+        return first_column
+    # SQLite 3.40 scans the whole table for `(a, b) in (values ...)`; the condition on the
+    # first column lets it search the index instead.
+    return and_(first_column, tuple_(*(table.c[name] for name in key)).in_(keys))
+
+
 def _insert_and_update(
-    connection: Connection, table: Table, key: str, new: list[dict], corrected: list[dict]
+    connection: Connection,
+    table: Table,
+    key: tuple[str, ...],
+    new: list[dict],
+    corrected: list[dict],
 ) -> None:
     if new:
         connection.execute(insert(table), new)
     if corrected:
-        statement = update(table).where(table.c[key] == bindparam("stored_key"))
+        # The key's values are bound under other names: SQLAlchemy keeps column names for SET.
+        statement = update(table).where(
+            and_(*(table.c[name] == bindparam(f"stored_{name}") for name in key))
+        )
         changes = [
-            {name: value for name, value in row.items() if name != key} | {"stored_key": row[key]}
+            {name: value for name, value in row.items() if name not in key}
+            | {f"stored_{name}": row[name] for name in key}
             for row in corrected
         ]
         connection.execute(statement, changes)
 
 
+def _changed(before: dict, after: dict, columns: tuple[str, ...]) -> list[str]:
+    """The columns two versions of a row disagree on."""
+    return [name for name in columns if before.get(name) != after[name]]
+
+
 def _differences(before: dict, after: dict, columns: tuple[str, ...]) -> str:
     """The columns two versions of a row disagree on, with this line's values."""
-    return ", ".join(
-        f"{name} {_shown(after[name])}" for name in columns if before.get(name) != after[name]
-    )
+    return ", ".join(f"{name} {_shown(after[name])}" for name in _changed(before, after, columns))
+
+
+def _described(key: tuple[str, ...], values: tuple) -> str:
+    return ", ".join(f"{name} {_shown(value)}" for name, value in zip(key, values, strict=True))
 
 
 def _shown(value) -> str:
@@ -604,5 +716,5 @@ def _sync_plan_catalogue(engine: Engine) -> tuple[int, int]:
         changed = [
             entry for entry in wanted if entry["id"] in stored and stored[entry["id"]] != entry
         ]
-        _insert_and_update(connection, plan, "id", new, changed)
+        _insert_and_update(connection, plan, ("id",), new, changed)
     return len(new), len(changed)

@@ -20,6 +20,8 @@ from wallet.settings import Settings
 
 # Prefect keeps its profile and local state here rather than in the home directory.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="wallet-prefect-home-")
+# The test server has no one to report usage to.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 
 @pytest.fixture(scope="session")

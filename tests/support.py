@@ -47,6 +47,7 @@ def cli_environment(database_url: str, var_dir: Path, prefect_api_url: str) -> d
         WALLET_VAR_DIR=str(var_dir),
         PREFECT_API_URL=prefect_api_url,
         PREFECT_HOME=os.environ["PREFECT_HOME"],
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
     return env
 
@@ -56,3 +57,67 @@ def run_wallet(env: dict, *args: str, timeout: float = 240) -> subprocess.Comple
     return subprocess.run(
         [WALLET, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+class Release:
+    """One backend after the release steps, with what each command printed."""
+
+    def __init__(self, database_url: str, env: dict):
+        self.database_url = database_url
+        self.env = env
+        self.results: dict[str, subprocess.CompletedProcess] = {}
+
+    def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        self.results[name] = result = run_wallet(self.env, *args)
+        return result
+
+
+ANSWER = ("user_id", "key", "answer")
+
+
+def expected_answers(expected: dict, endpoint: str):
+    """pytest params (user id, filter, answer) for each API answer listed in an expected file."""
+    import pytest
+
+    for user_id, filters in expected.get("api", {}).get(endpoint, {}).items():
+        for key, answer in filters.items():
+            yield pytest.param(int(user_id), key, answer, id=f"{user_id}-{key or 'all'}")
+
+
+def _query(endpoint: str, key: str) -> str:
+    if endpoint == "service_list":
+        return f"status={key}" if key else ""
+    return key
+
+
+def _page(client, endpoint: str, user_id: int, key: str, page: int, expected_rows: list) -> dict:
+    from wallet.settings import Settings
+    from wallet_api.auth import issue_token
+
+    token = issue_token(user_id, Settings(jwt_secret=JWT_SECRET, _env_file=None))
+    response = client.get(
+        f"/payment/{endpoint}/?{_query(endpoint, key)}&page={page}&per_page=10",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["current"], body["per_page"]) == (page, 10)
+    assert len(body["data"]) == len(expected_rows)
+    shown = [
+        {field: row[field] for field in expected_row}
+        for row, expected_row in zip(body["data"], expected_rows, strict=True)
+    ]
+    assert shown == expected_rows
+    return body
+
+
+def check_answer(client, endpoint: str, user_id: int, key: str, answer: dict) -> None:
+    """The first and last page of one filter match the expected answer, field by field."""
+    first = _page(client, endpoint, user_id, key, 1, answer["first_page"])
+    assert (first["count"], first["pages"], first["is_paginated"]) == (
+        answer["count"],
+        answer["pages"],
+        answer["is_paginated"],
+    )
+    last = _page(client, endpoint, user_id, key, answer["pages"], answer["last_page"])
+    assert last["count"] == answer["count"]

@@ -6,11 +6,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
-from pipelines.importers import import_legacy, import_orders
+from pipelines.importers import import_legacy, import_orders, import_refunds
 from wallet.errors import InputFileError
-from wallet.tables import legacy_user_vip, legacy_vip_role, payment_record, plan
+from wallet.tables import (
+    legacy_user_vip,
+    legacy_vip_role,
+    payment_record,
+    plan,
+    refund_settlement,
+)
 
 ORDER_HEADER = "order_id,user_id,record_type,actual_price,order_status,create_time,pay_time"
 USER_VIP_HEADER = (
@@ -18,6 +24,13 @@ USER_VIP_HEADER = (
     "order_no"
 )
 VIP_ROLE_HEADER = "id,vip_name,price,service_month,is_active"
+REFUND_HEADER = "order_id,refund_amount,settled_at"
+# Line 2 of refund_settlement.csv, sent again on line 41.
+RESENT_SETTLEMENT = (
+    "PB20240825120406000629",
+    Decimal("50.00"),
+    datetime(2024, 9, 12, 4, 4, 6, tzinfo=UTC),
+)
 FIXTURE_REJECTED = {
     47: "bad_price",
     152: "unknown_record_type",
@@ -110,6 +123,9 @@ def test_import_orders_keeps_money_and_instants_exact(engine, legacy_fixture_dir
         "order_status": "refund",
         "create_time": datetime(2018, 1, 4, 14, 53, 34, tzinfo=UTC),
         "pay_time": datetime(2018, 1, 4, 15, 25, 39, tzinfo=UTC),
+        # Set only when the settle-refunds flow applies a settlement.
+        "refunded_amount": None,
+        "settled_at": None,
     }
     assert stored["VIP2021062500240"]["actual_price"] == Decimal("0.01")
     assert stored["PB20180928075653000002"]["pay_time"] is None
@@ -485,3 +501,303 @@ def test_import_legacy_in_gb18030_needs_the_encoding_named(engine, legacy_fixtur
 def test_import_legacy_from_a_missing_directory_raises(engine, tmp_path):
     with pytest.raises(InputFileError, match="is not a directory"):
         import_legacy(engine, tmp_path / "nowhere")
+
+
+# --- refund settlements ------------------------------------------------------------------------
+
+
+def _settlements(engine) -> dict[tuple, dict]:
+    """Stored settlements by what identifies them: (order_id, refund_amount, settled_at)."""
+    with engine.connect() as connection:
+        return {
+            (row.order_id, row.refund_amount, row.settled_at): dict(row._mapping)
+            for row in connection.execute(select(refund_settlement))
+        }
+
+
+def _by_line(engine) -> dict[int, dict]:
+    return {row["source_line"]: row for row in _settlements(engine).values()}
+
+
+def test_import_refunds_loads_fixture_and_counts_the_resent_line_unchanged(
+    engine, legacy_fixture_dir
+):
+    started = datetime.now(UTC)
+    report = import_refunds(engine, legacy_fixture_dir / "refund_settlement.csv")
+    finished = datetime.now(UTC)
+
+    assert report.source == "refund_settlement.csv"
+    assert (report.lines, report.inserted, report.updated, report.unchanged) == (40, 39, 0, 1)
+    assert (report.rejected, report.exit_code) == ([], 0)
+    stored = _settlements(engine)
+    assert sorted(row["source_line"] for row in stored.values()) == list(range(2, 41))
+    assert stored[RESENT_SETTLEMENT]["source_line"] == 2
+    assert {row["source_file"] for row in stored.values()} == {"refund_settlement.csv"}
+    assert {(row["status"], row["reason"], row["processed_at"]) for row in stored.values()} == {
+        ("pending", None, None)
+    }
+    (imported_at,) = {row["imported_at"] for row in stored.values()}
+    assert started <= imported_at <= finished
+
+
+def test_import_refunds_stores_each_line_where_the_file_has_it(engine, legacy_fixture_dir):
+    path = legacy_fixture_dir / "refund_settlement.csv"
+    import_refunds(engine, path, batch_size=7)
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    stored = _by_line(engine)
+    assert {
+        number: f"{row['order_id']},{row['refund_amount']},{row['settled_at']:%Y-%m-%dT%H:%M:%SZ}"
+        for number, row in stored.items()
+    } == {number: lines[number - 1] for number in range(2, 41)}
+    assert lines[40] == lines[1]
+
+
+def test_import_refunds_twice_changes_nothing(engine, legacy_fixture_dir):
+    path = legacy_fixture_dir / "refund_settlement.csv"
+    import_refunds(engine, path)
+    stored_before = _settlements(engine)
+
+    second = import_refunds(engine, path)
+
+    assert (second.lines, second.inserted, second.updated, second.unchanged) == (40, 0, 0, 40)
+    assert (second.rejected, second.exit_code) == ([], 0)
+    assert _settlements(engine) == stored_before
+
+
+def test_import_refunds_keeps_money_and_instants_exact(engine, legacy_fixture_dir, tmp_path):
+    import_refunds(engine, legacy_fixture_dir / "refund_settlement.csv")
+
+    fixture_rows = _by_line(engine)
+    assert sum(row["refund_amount"] for row in fixture_rows.values()) == Decimal("153197.01")
+    assert (
+        fixture_rows[14]["order_id"],
+        str(fixture_rows[14]["refund_amount"]),
+        fixture_rows[14]["settled_at"],
+    ) == ("VIP2025120900222", "11999.40", datetime(2026, 1, 11, 16, 58, 23, tzinfo=UTC))
+
+    edges = _write(
+        tmp_path / "edges.csv",
+        REFUND_HEADER,
+        "A1,0.01,2024-01-01T07:59:59.999999+08:00",
+        "A2,999999999999.99,2024-01-01T00:00:00Z",
+    )
+    import_refunds(engine, edges)
+
+    stored = {
+        row["order_id"]: (str(row["refund_amount"]), row["settled_at"])
+        for row in _settlements(engine).values()
+        if row["source_file"] == "edges.csv"
+    }
+    assert stored == {
+        "A1": ("0.01", datetime(2023, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        "A2": ("999999999999.99", datetime(2024, 1, 1, tzinfo=UTC)),
+    }
+
+
+def test_import_refunds_counts_the_same_settlement_written_differently_as_unchanged(
+    engine, tmp_path
+):
+    first = import_refunds(
+        engine,
+        _write(
+            tmp_path / "gateway-1.csv",
+            REFUND_HEADER,
+            "A1,10.00,2024-01-01T08:00:00+08:00",
+            "A1,10.0,2024-01-01T00:00:00Z",
+        ),
+    )
+    second = import_refunds(
+        engine, _write(tmp_path / "gateway-2.csv", REFUND_HEADER, "A1,10,2024-01-01T00:00:00+00:00")
+    )
+
+    assert (first.inserted, first.unchanged, first.rejected) == (1, 1, [])
+    assert (second.inserted, second.unchanged, second.rejected) == (0, 1, [])
+    (stored,) = _settlements(engine).values()
+    assert (stored["source_file"], stored["source_line"]) == ("gateway-1.csv", 2)
+    assert stored["settled_at"] == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_import_refunds_stores_another_amount_or_time_for_one_order_as_another_settlement(
+    engine, tmp_path
+):
+    path = _write(
+        tmp_path / "partial.csv",
+        REFUND_HEADER,
+        "A1,10.00,2024-01-01T00:00:00Z",
+        "A1,5.00,2024-01-01T00:00:00Z",
+        "A1,10.00,2024-01-02T00:00:00Z",
+    )
+
+    report = import_refunds(engine, path)
+
+    assert (report.inserted, report.unchanged, report.rejected) == (3, 0, [])
+    assert {line: row["refund_amount"] for line, row in _by_line(engine).items()} == {
+        2: Decimal("10.00"),
+        3: Decimal("5.00"),
+        4: Decimal("10.00"),
+    }
+
+
+def test_import_refunds_leaves_a_stored_settlement_its_first_line_and_status(engine, tmp_path):
+    resent = "A1,10.00,2024-01-01T00:00:00Z"
+    import_refunds(
+        engine,
+        _write(tmp_path / "monday.csv", REFUND_HEADER, "A2,1.00,2024-01-01T00:00:00Z", resent),
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            update(refund_settlement).values(
+                status="applied", processed_at=datetime(2024, 1, 2, tzinfo=UTC)
+            )
+        )
+    stored_before = _settlements(engine)
+
+    report = import_refunds(
+        engine,
+        _write(tmp_path / "tuesday.csv", REFUND_HEADER, resent, "A3,2.00,2024-01-01T00:00:00Z"),
+    )
+
+    assert (report.inserted, report.unchanged, report.rejected) == (1, 1, [])
+    stored = _settlements(engine)
+    resent_key = ("A1", Decimal("10.00"), datetime(2024, 1, 1, tzinfo=UTC))
+    assert stored[resent_key] == stored_before[resent_key]
+    assert (
+        stored[resent_key]["source_file"],
+        stored[resent_key]["source_line"],
+        stored[resent_key]["status"],
+    ) == ("monday.csv", 3, "applied")
+    new = stored[("A3", Decimal("2.00"), datetime(2024, 1, 1, tzinfo=UTC))]
+    assert (new["source_file"], new["source_line"], new["status"]) == ("tuesday.csv", 3, "pending")
+
+
+def test_import_refunds_rejects_each_line_for_the_first_reason_that_applies(engine, tmp_path):
+    at = "2024-01-01T00:00:00Z"
+    path = _write(
+        tmp_path / "refunds.csv",
+        REFUND_HEADER,
+        f"A1,10.00,{at}",
+        f"A2,,{at}",
+        "A3,10.00",
+        ",abc,yesterday",
+        f"{'P' * 65},abc,yesterday",
+        "A4,abc,yesterday",
+        f"A5,-1.00,{at}",
+        f"A6,1.005,{at}",
+        f"A7,1e3,{at}",
+        "A8,10.00,yesterday",
+        "A9,10.00,2024-01-01 08:00:00",
+        f"A10,0.00,{at}",
+        f"A11,99999999.00,{at}",
+        f"A12,10.00,{at},again",
+        f"{'P' * 64},10.00,{at}",
+    )
+
+    report = import_refunds(engine, path)
+
+    assert report.rejected_reasons == {
+        3: "missing_field",
+        4: "missing_field",
+        5: "missing_field",
+        6: "bad_order_id",
+        7: "bad_amount",
+        8: "bad_amount",
+        9: "bad_amount",
+        10: "bad_amount",
+        11: "bad_time",
+        12: "bad_time",
+        15: "extra_field",
+    }
+    assert [rejected.detail for rejected in report.rejected[:6]] == [
+        "refund_amount is empty",
+        "the line has 2 of the 3 columns",
+        "order_id is empty",
+        f"order_id {'P' * 65!r} is longer than 64 characters",
+        "refund_amount 'abc' is not a plain decimal",
+        "refund_amount '-1.00' is negative",
+    ]
+    assert [rejected.detail for rejected in report.rejected[6:10]] == [
+        "refund_amount '1.005' has more than two decimal places",
+        "refund_amount '1e3' is not a plain decimal",
+        "settled_at 'yesterday' is not an ISO 8601 time",
+        "settled_at '2024-01-01 08:00:00' has no offset such as +08:00 or Z",
+    ]
+    assert (report.lines, report.inserted, report.unchanged, report.exit_code) == (15, 4, 0, 1)
+    assert {line: row["order_id"] for line, row in _by_line(engine).items()} == {
+        2: "A1",
+        13: "A10",
+        14: "A11",
+        16: "P" * 64,
+    }
+
+
+def test_import_refunds_looks_up_and_writes_a_batch_at_a_time(engine, legacy_fixture_dir):
+    statements = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        if "refund_settlement" in statement:
+            statements.append(statement.split(maxsplit=1)[0].lower())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        report = import_refunds(engine, legacy_fixture_dir / "refund_settlement.csv", batch_size=7)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert (report.lines, report.inserted, report.unchanged) == (40, 39, 1)
+    # Six batches of at most seven lines: one lookup and one insert each.
+    assert statements == ["select", "insert"] * 6
+
+
+def test_import_refunds_with_a_wrong_header_raises_and_writes_nothing(engine, tmp_path):
+    path = _write(
+        tmp_path / "refunds.csv", "order_id,amount,settled_at", "A1,10.00,2024-01-01T00:00:00Z"
+    )
+
+    with pytest.raises(InputFileError) as raised:
+        import_refunds(engine, path)
+
+    message = str(raised.value)
+    assert str(path) in message
+    assert "missing column(s) refund_amount" in message
+    assert "unexpected column(s) 'amount'" in message
+    assert _count(engine, refund_settlement) == 0
+
+
+def test_import_refunds_of_an_undecodable_file_raises_and_writes_nothing(engine, tmp_path):
+    path = tmp_path / "refunds.csv"
+    path.write_bytes(
+        f"{REFUND_HEADER}\nA1,10.00,2024-01-01T00:00:00Z\n".encode()
+        + "退款1,10.00,2024-01-01T00:00:00Z\n".encode("gb18030")
+    )
+
+    with pytest.raises(InputFileError, match=r"refunds\.csv: line 3 is not valid utf-8"):
+        import_refunds(engine, path)
+    assert _count(engine, refund_settlement) == 0
+
+
+@pytest.mark.parametrize(("bom", "newline"), [("\ufeff", "\r\n"), ("\ufeff", "\n"), ("", "\r\n")])
+def test_import_refunds_accepts_a_bom_and_any_line_ending(
+    engine, legacy_fixture_dir, tmp_path, bom, newline
+):
+    lines = (legacy_fixture_dir / "refund_settlement.csv").read_text(encoding="utf-8").splitlines()
+    path = _write(tmp_path / "refunds.csv", bom + lines[0], *lines[1:], newline=newline)
+
+    report = import_refunds(engine, path)
+
+    assert (report.lines, report.inserted, report.unchanged, report.rejected) == (40, 39, 1, [])
+
+
+def test_import_refunds_reads_the_columns_in_any_order(engine, tmp_path):
+    path = _write(
+        tmp_path / "refunds.csv",
+        "settled_at,order_id,refund_amount",
+        "2024-01-01T08:00:00+08:00,A1,12.34",
+    )
+
+    report = import_refunds(engine, path)
+
+    assert (report.inserted, report.rejected) == (1, [])
+    assert list(_settlements(engine)) == [
+        ("A1", Decimal("12.34"), datetime(2024, 1, 1, tzinfo=UTC))
+    ]

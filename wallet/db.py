@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from wallet.settings import Settings, get_settings
 
@@ -75,3 +76,25 @@ def insert_or_skip(connection: Connection, table: Table) -> Insert:
     if connection.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     raise NotImplementedError(f"no insert-or-skip for {connection.dialect.name}")
+
+
+# Driver messages of failures that a retry a moment later may not meet again.
+TRANSIENT_FAILURES = (
+    "database is locked",
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "connection reset",
+    "timeout expired",
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a database error is a lost connection or a lock, rather than a bug or bad data."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    message = str(error.orig).lower()
+    return any(failure in message for failure in TRANSIENT_FAILURES)

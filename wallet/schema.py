@@ -4,6 +4,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 from wallet.errors import ConfigurationError
@@ -12,7 +13,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine | None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -28,6 +29,11 @@ def current_revision(engine: Engine) -> str | None:
         return None
     with engine.connect() as connection:
         return connection.exec_driver_sql("select version_num from alembic_version").scalar()
+
+
+def head_revision() -> str:
+    """The newest revision this code knows."""
+    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
 
 
 def view_sql(name: str) -> str:

@@ -1,11 +1,12 @@
 """Every `WALLET_*` setting, read once from the environment (or a `.env` file)."""
 
 import secrets
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wallet.errors import ConfigurationError
@@ -23,6 +24,12 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     # Business calendar of the reports; also how the legacy export wrote its local times.
     timezone: str = "Asia/Shanghai"
+    # An order still unpay this long after its create_time is closed by close-unpaid-orders.
+    unpaid_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    # How often `wallet flows serve` runs each scheduled flow.
+    expire_plans_every: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    close_unpaid_orders_every: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    settle_refunds_every: timedelta = Field(default=timedelta(minutes=15), gt=timedelta(0))
     sqlite_busy_timeout_ms: int = Field(default=15_000, ge=0)
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
@@ -58,4 +65,12 @@ def _demo_secret(path: Path) -> str:
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is a ConfigurationError naming it."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"WALLET_{'_'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ConfigurationError(f"bad setting: {problems}") from None

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from wallet.statuses import OrderStatus, PlanStatus, RecordType
@@ -112,6 +113,9 @@ payment_record = Table(
     Column("order_status", String(20), nullable=False),
     Column("create_time", UTCDateTime, nullable=False),
     Column("pay_time", UTCDateTime),
+    # Set when a refund settlement is applied: what was returned, and when the gateway settled.
+    Column("refunded_amount", Money),
+    Column("settled_at", UTCDateTime),
     CheckConstraint(_one_of("order_status", OrderStatus), name="order_status"),
     CheckConstraint(
         f"record_type in ({', '.join(str(int(t)) for t in RecordType)})", name="record_type"
@@ -126,6 +130,45 @@ migration_quarantine = Table(
     Column("reason", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Column("quarantined_at", UTCDateTime, nullable=False),
+)
+
+refund_settlement = Table(
+    "refund_settlement",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("order_id", OrderId, nullable=False),
+    Column("refund_amount", Money, nullable=False),
+    Column("settled_at", UTCDateTime, nullable=False),
+    # Where the line came from, so a rejection can be traced to the gateway's file.
+    Column("source_file", Text, nullable=False),
+    Column("source_line", Integer, nullable=False),
+    Column("status", String(10), nullable=False, server_default="pending"),
+    Column("reason", String(40)),
+    Column("imported_at", UTCDateTime, nullable=False),
+    Column("processed_at", UTCDateTime),
+    CheckConstraint("status in ('pending', 'applied', 'rejected')", name="status"),
+    # The gateway resends files: the same settlement again is one settlement.
+    UniqueConstraint("order_id", "refund_amount", "settled_at"),
+    Index(None, "status", "id"),
+)
+
+transition_log = Table(
+    "transition_log",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("entity", String(10), nullable=False),
+    # The plan record's id or the order's order_id, as text.
+    Column("entity_id", String(64), nullable=False),
+    Column("from_status", String(20), nullable=False),
+    Column("to_status", String(20), nullable=False),
+    # When the move was written, and the business time it reflects (expire_time, settled_at).
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("business_time", UTCDateTime),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    CheckConstraint("entity in ('plan', 'order')", name="entity"),
+    Index(None, "entity", "entity_id"),
+    Index(None, "occurred_at"),
 )
 
 # --- the views the API reads; created by the migrations from sql/ -----------------------------

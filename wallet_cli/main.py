@@ -5,8 +5,10 @@ or its header is wrong (nothing written), or the command line is wrong; 3 a sett
 or unusable, or the database schema is not applied; 4 the database cannot be reached.
 """
 
+import json
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from wallet.db import get_engine
 from wallet.errors import ConfigurationError, InputFileError
-from wallet.schema import current_revision, upgrade
+from wallet.schema import current_revision, head_revision, upgrade
 from wallet.settings import get_settings
 
 EXIT_REJECTED_LINES = 1
@@ -26,8 +28,12 @@ EXIT_DATABASE = 4
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 import_app = typer.Typer(help="Load exports into the database.", no_args_is_help=True)
+flows_app = typer.Typer(
+    help="The Prefect flows: run one now, or serve them all.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
+app.add_typer(flows_app, name="flows")
 
 Encoding = Annotated[
     str, typer.Option(help="Text encoding of the file, e.g. gb18030 for an Excel export.")
@@ -48,6 +54,12 @@ def ready_engine():
         raise fail(f"cannot reach the database: {error.orig}", EXIT_DATABASE) from error
     if revision is None:
         message = "the database has no schema yet; run `wallet db upgrade` first"
+        raise fail(message, EXIT_CONFIGURATION)
+    if revision != head_revision():
+        message = (
+            f"the database schema is at revision {revision}, this version needs "
+            f"{head_revision()}; run `wallet db upgrade` first"
+        )
         raise fail(message, EXIT_CONFIGURATION)
     return engine
 
@@ -94,6 +106,21 @@ def import_orders_command(
 
     try:
         report = import_orders(ready_engine(), path, encoding=encoding)
+    except InputFileError as error:
+        raise fail(str(error), EXIT_BAD_INPUT) from error
+    raise typer.Exit(_print_import([report]))
+
+
+@import_app.command("refunds")
+def import_refunds_command(
+    path: Annotated[Path, typer.Argument(help="The payment gateway's refund settlement file.")],
+    encoding: Encoding = "utf-8",
+) -> None:
+    """Load refund settlements; the settle-refunds flow applies them."""
+    from pipelines.importers import import_refunds
+
+    try:
+        report = import_refunds(ready_engine(), path, encoding=encoding)
     except InputFileError as error:
         raise fail(str(error), EXIT_BAD_INPUT) from error
     raise typer.Exit(_print_import([report]))
@@ -167,6 +194,46 @@ def migrate_vip_command(
     finally:
         progress_listener.reset(token)
     print_migration_report(summary)
+
+
+class FlowName(StrEnum):
+    EXPIRE_PLANS = "expire-plans"
+    CLOSE_UNPAID_ORDERS = "close-unpaid-orders"
+    SETTLE_REFUNDS = "settle-refunds"
+    MIGRATE_VIP = "migrate-vip"
+
+
+@flows_app.command("run")
+def flows_run_command(
+    name: Annotated[FlowName, typer.Argument(help="The flow to run once, now.")],
+) -> None:
+    """Run one flow once, now, and print its report."""
+    from pipelines.flows.deployments import FLOWS
+
+    ready_engine()
+    summary = FLOWS[name.value]()
+    if name is FlowName.MIGRATE_VIP:
+        print_migration_report(summary)
+    else:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+@flows_app.command("serve")
+def flows_serve_command() -> None:
+    """Register the deployments with the Prefect server and run them on their schedules."""
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    from pipelines.flows.deployments import build_deployments
+
+    if not PREFECT_API_URL.value():
+        message = (
+            "PREFECT_API_URL is not set; start a server with `prefect server start` and "
+            "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+        raise fail(message, EXIT_CONFIGURATION)
+    ready_engine()
+    serve(*build_deployments(get_settings()))
 
 
 @app.command("token")

@@ -8,21 +8,16 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from pipelines import vip_migration
+from pipelines.flows.support import database_hiccup
 from pipelines.progress import report_progress
 from wallet.db import get_engine
 
 DEFAULT_BATCH_SIZE = 5_000
 
 
-def _database_hiccup(task, task_run, state) -> bool:
-    """Retry a batch only when the database connection failed; a batch is safe to redo."""
-    return isinstance(state.result(raise_on_failure=False), OperationalError)
-
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_database_hiccup)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=database_hiccup)
 def migrate_batch(
     engine: Engine, after: int | None, size: int, dry_run: bool, retry_quarantined: bool
 ) -> tuple[vip_migration.MigrationReport, int | None]:
@@ -31,7 +26,7 @@ def migrate_batch(
     )
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_database_hiccup)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=database_hiccup)
 def rollback_batch(
     engine: Engine, after: int | None, size: int
 ) -> tuple[vip_migration.RollbackReport, int | None]:
