@@ -188,6 +188,9 @@ def import_legacy(
     _check_file(memberships_path, USER_VIPS.columns, encoding)
 
     roles = _load(engine, roles_path, VIP_ROLES, encoding, batch_size)
+    if roles.lines == 0:
+        # Without a catalogue every membership would be quarantined as unknown_role.
+        raise InputFileError(f"{roles_path} has a header but no roles; the export is incomplete")
     added, changed = _sync_plan_catalogue(engine)
     roles.notes.append(f"plan catalogue: {added} added, {changed} updated")
     log.info("plan catalogue: %d added, %d updated", added, changed)
@@ -455,11 +458,20 @@ def _read_lines(
             previous_line = reader.line_num
             for values in reader:
                 line, previous_line = previous_line + 1, reader.line_num
+                if reader.line_num > line:
+                    # No export here has line breaks inside a field: this is a quote left open,
+                    # and the lines it swallowed would otherwise vanish without a word.
+                    raise InputFileError(
+                        f"{path}: line {line} opens a quoted field that runs on to line "
+                        f"{reader.line_num}; is a closing quote missing?"
+                    )
                 # A blank line is not a record; it is skipped and not counted.
                 if values:
                     yield line, values, positions
         except UnicodeDecodeError as error:
             raise InputFileError(_decode_error_message(path, encoding, error)) from None
+        except UnicodeError as error:
+            raise InputFileError(f"{path} is not valid {encoding}: {error}") from None
         except csv.Error as error:
             raise InputFileError(f"{path}: line {reader.line_num} is not CSV: {error}") from None
 
@@ -517,7 +529,12 @@ def _fields(values: list[str], positions: list[int], columns: tuple[str, ...]) -
         raise _Rejection(
             "extra_field", f"the line has {len(values)} columns; the header has {len(columns)}"
         )
-    return {name: values[position] for name, position in zip(columns, positions, strict=True)}
+    fields = {name: values[position] for name, position in zip(columns, positions, strict=True)}
+    for name, value in fields.items():
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL; no export has a reason to contain one.
+            raise _Rejection("bad_character", f"{name} contains a NUL character")
+    return fields
 
 
 def _batches(lines: Iterator, size: int) -> Iterator[list]:

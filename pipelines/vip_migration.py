@@ -14,12 +14,29 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from wallet.db import insert_or_skip, write_transaction
 from wallet.statuses import PlanStatus
-from wallet.tables import item_record, legacy_user_vip, migration_quarantine, plan
+from wallet.tables import (
+    item_record,
+    legacy_user_vip,
+    migration_quarantine,
+    plan,
+    transition_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +65,6 @@ QUARANTINE_REASONS = (
     "expire_before_active",
     "negative_price",
     "duplicate",
-)
-
-# The plan record columns the migration decides; a rollback compares exactly these.
-MIGRATED_COLUMNS = (
-    "user_id",
-    "plan_id",
-    "service_desc",
-    "price",
-    "status",
-    "create_time",
-    "active_time",
-    "expire_time",
-    "order_id",
 )
 
 
@@ -387,41 +391,41 @@ def _write_batch(engine, report, new_plans, new_quarantine, released, requaranti
 def rollback_batch(
     engine: Engine, after: int | None, size: int
 ) -> tuple[RollbackReport, int | None]:
-    """Remove the next `size` migrated plan records that still hold what the migration wrote.
+    """Remove the next `size` migrated plan records, in legacy id order, unless they moved.
 
-    A plan record whose columns differ from what its legacy row migrates to today (a flow
-    moved it, someone edited it, or the legacy row was corrected since) is kept and reported.
+    A plan record that a flow or a person moved since the migration has a row in the
+    transition log; it is kept and reported. The check is made again as rows are deleted, so a
+    record moved meanwhile is kept too.
     """
     report = RollbackReport()
-    recorded = [item_record.c[name].label(f"record_{name}") for name in ("id", *MIGRATED_COLUMNS)]
+    moved_since = exists().where(
+        transition_log.c.entity == "plan",
+        transition_log.c.entity_id == cast(item_record.c.id, String),
+    )
     query = (
-        select(*LEGACY_COLUMNS, *recorded)
-        .join(item_record, item_record.c.legacy_id == legacy_user_vip.c.id)
-        .order_by(legacy_user_vip.c.id)
+        select(item_record.c.id, item_record.c.legacy_id, moved_since.label("moved"))
+        .where(item_record.c.legacy_id.is_not(None))
+        .order_by(item_record.c.legacy_id)
         .limit(size)
     )
     if after is not None:
-        query = query.where(legacy_user_vip.c.id > after)
+        query = query.where(item_record.c.legacy_id > after)
     with engine.connect() as connection:
-        rows = [dict(row._mapping) for row in connection.execute(query)]
-        roles = load_roles(connection)
+        rows = connection.execute(query).all()
     if not rows:
         return report, None
 
-    unchanged_by_status: dict[str, list[int]] = {}
-    for row in rows:
-        expected = plan_record(row, roles) if row["vip_role_id"] in roles else {}
-        if all(expected.get(name) == row[f"record_{name}"] for name in MIGRATED_COLUMNS):
-            unchanged_by_status.setdefault(row["record_status"], []).append(row["record_id"])
-        else:
-            report.kept_changed.append(row["id"])
-    with write_transaction(engine) as connection:
-        # The status is checked again as it is deleted, in case a flow moved the row meanwhile.
-        for status, ids in unchanged_by_status.items():
-            report.removed += connection.execute(
-                delete(item_record).where(item_record.c.id.in_(ids), item_record.c.status == status)
+    report.kept_changed = [row.legacy_id for row in rows if row.moved]
+    unmoved = [row.id for row in rows if not row.moved]
+    if unmoved:
+        with write_transaction(engine) as connection:
+            report.removed = connection.execute(
+                delete(item_record).where(item_record.c.id.in_(unmoved), ~moved_since)
             ).rowcount
-    return report, rows[-1]["id"]
+            if report.removed < len(unmoved):
+                still_there = select(item_record.c.legacy_id).where(item_record.c.id.in_(unmoved))
+                report.kept_changed += connection.execute(still_there).scalars().all()
+    return report, rows[-1].legacy_id
 
 
 def clear_quarantine(engine: Engine) -> int:

@@ -93,34 +93,106 @@ def test_migrate_vip_dry_run_prints_the_report_and_writes_nothing(
 
     assert result.returncode == 0, result.stderr
     assert "dry run, nothing written" in result.stdout
-    assert f"migrated by this run      {232:>9,}" in result.stdout
+    assert f"would be migrated         {232:>9,}" in result.stdout
     assert count(engine, item_record) == 0
     assert count(engine, migration_quarantine) == 0
 
 
-def test_migration_killed_after_its_first_batch_ends_with_the_expected_rows(
-    engine, cli_env, legacy_fixture_dir
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_migration_stopped_after_its_first_batch_ends_with_the_expected_rows(
+    engine, cli_env, legacy_fixture_dir, tmp_path, stop
 ):
     import_legacy(engine, legacy_fixture_dir)
-    run = subprocess.Popen(
-        [WALLET, "migrate-vip", "--batch-size", "5"],
-        env=cli_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    output = tmp_path / "migrate.log"
+    with output.open("w") as log:
+        run = subprocess.Popen(
+            [WALLET, "migrate-vip", "--batch-size", "5"],
+            env=cli_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 120
     while count(engine, item_record) == 0 and time.monotonic() < deadline:
-        assert run.poll() is None, "the migration ended before it could be killed"
+        assert run.poll() is None, "the migration ended before it could be stopped"
         time.sleep(0.005)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
-    migrated_when_killed = count(engine, item_record)
-    assert 0 < migrated_when_killed < 232
+    # Ctrl-C reaches the whole process group, as a terminal sends it; SIGTERM only the command.
+    if stop == signal.SIGTERM:
+        os.kill(run.pid, stop)
+    else:
+        os.killpg(run.pid, stop)
+    returncode = run.wait(timeout=30)
+    migrated_when_stopped = count(engine, item_record)
+    assert 0 < migrated_when_stopped < 232
+    if stop != signal.SIGKILL:
+        assert returncode == 128 + stop
+        assert "every finished batch is kept" in output.read_text()
 
     result = run_wallet(cli_env, "migrate-vip", "--batch-size", "5")
 
     assert result.returncode == 0, result.stderr
     assert count(engine, item_record) == 232
     assert count(engine, migration_quarantine) == 12
-    assert f"already migrated          {migrated_when_killed:>9,}" in result.stdout
+    assert f"already migrated          {migrated_when_stopped:>9,}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("garbage", "is not a database URL"),
+        ("postgres://wallet@127.0.0.1:1/wallet", "names a 'postgres' database"),
+        ("mysql://wallet@127.0.0.1:1/wallet", "names a 'mysql' database"),
+        ("sqlite://", "in-memory SQLite database"),
+        ("sqlite:////proc/no-such-dir/wallet.db", "cannot create the folder"),
+    ],
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_database_url_that_cannot_work_exits_3_naming_the_setting(cli_env, url, said):
+    result = run_wallet({**cli_env, "WALLET_DATABASE_URL": url}, "db", "upgrade")
+
+    assert result.returncode == 3
+    assert "WALLET_DATABASE_URL" in result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WALLET_ENV", "staging"),
+        ("WALLET_SQLITE_BUSY_TIMEOUT_MS", "abc"),
+        ("WALLET_DB_POOL_SIZE", "0"),
+        ("WALLET_UNPAID_TIMEOUT", "-PT5M"),
+    ],
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_bad_setting_exits_3_naming_the_variable(cli_env, variable, value):
+    result = run_wallet({**cli_env, variable: value}, "db", "upgrade")
+
+    assert result.returncode == 3
+    assert f"{variable}:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_unreachable_database_exits_4(cli_env):
+    unreachable = "postgresql+psycopg2://wallet:secret@127.0.0.1:1/wallet"
+
+    result = run_wallet({**cli_env, "WALLET_DATABASE_URL": unreachable}, "db", "upgrade")
+
+    assert result.returncode == 4
+    assert "cannot reach the database" in result.stderr
+
+
+def test_a_schema_older_than_the_code_is_refused_until_upgraded(engine, cli_env):
+    from alembic import command
+
+    from wallet.schema import alembic_config
+
+    command.downgrade(alembic_config(engine), "0001")
+
+    result = run_wallet(cli_env, "flows", "run", "expire-plans")
+
+    assert result.returncode == 3
+    assert "schema is at revision 0001" in result.stderr
+    assert run_wallet(cli_env, "db", "upgrade").returncode == 0

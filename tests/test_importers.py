@@ -801,3 +801,52 @@ def test_import_refunds_reads_the_columns_in_any_order(engine, tmp_path):
     assert list(_settlements(engine)) == [
         ("A1", Decimal("12.34"), datetime(2024, 1, 1, tzinfo=UTC))
     ]
+
+
+def test_import_orders_refuses_a_quote_left_open_before_writing(engine, tmp_path):
+    path = _write(
+        tmp_path / "orders.csv",
+        ORDER_HEADER,
+        "Q1,1001,1,1.00,paid,2025-01-01T00:00:00Z,",
+        'Q2,1001,1,"1.00,paid,2025-01-01T00:00:00Z,',
+        "Q3,1001,1,1.00,paid,2025-01-01T00:00:00Z,",
+    )
+
+    with pytest.raises(InputFileError, match="line 3 opens a quoted field"):
+        import_orders(engine, path)
+
+    assert _count(engine, payment_record) == 0
+
+
+def test_import_orders_rejects_a_nul_character_naming_the_field(engine, tmp_path):
+    path = _write(
+        tmp_path / "orders.csv",
+        ORDER_HEADER,
+        "N1,1001,1,1.00,pa\x00id,2025-01-01T00:00:00Z,",
+        "N2,1001,1,1.00,paid,2025-01-01T00:00:00Z,",
+    )
+
+    report = import_orders(engine, path)
+
+    assert report.rejected_reasons == {2: "bad_character"}
+    assert "order_status contains a NUL character" in report.summary()
+    assert report.inserted == 1
+
+
+def test_import_orders_in_utf16_without_a_bom_says_the_file_is_not_utf16(
+    engine, legacy_fixture_dir
+):
+    with pytest.raises(InputFileError, match="is not valid utf-16"):
+        import_orders(engine, legacy_fixture_dir / "payment_record.csv", encoding="utf-16")
+
+
+def test_import_legacy_refuses_a_catalogue_without_roles(engine, legacy_fixture_dir, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    _write(export / "vip_role.csv", VIP_ROLE_HEADER)
+    (export / "user_vip.csv").write_bytes((legacy_fixture_dir / "user_vip.csv").read_bytes())
+
+    with pytest.raises(InputFileError, match="has a header but no roles"):
+        import_legacy(engine, export)
+
+    assert _count(engine, legacy_user_vip) == 0

@@ -8,12 +8,13 @@ from decimal import Decimal
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from pipelines import vip_migration
 from pipelines.flows.migrate_vip import migrate_vip, rollback_vip_migration
 from pipelines.importers import import_legacy
 from wallet.tables import item_record, legacy_user_vip, migration_quarantine
+from wallet.transitions import Entity, move
 
 
 @pytest.fixture
@@ -170,12 +171,21 @@ def test_retry_quarantined_migrates_rows_corrected_in_a_new_export(
     assert user == 1077
 
 
-def test_rollback_removes_migrated_records_but_keeps_changed_ones(flow_engine, legacy_fixture_dir):
+def test_rollback_removes_migrated_records_but_keeps_moved_ones(flow_engine, legacy_fixture_dir):
     import_legacy(flow_engine, legacy_fixture_dir)
     migrate_vip(batch_size=100)
     with flow_engine.begin() as connection:
-        connection.execute(
-            update(item_record).where(item_record.c.legacy_id == 71).values(status="refund")
+        record_id = connection.execute(
+            select(item_record.c.id).where(item_record.c.legacy_id == 71)
+        ).scalar_one()
+        move(
+            connection,
+            Entity.PLAN,
+            "success",
+            "refund",
+            actor="support desk",
+            reason="user asked for a refund",
+            where=[item_record.c.id == record_id],
         )
 
     summary = rollback_vip_migration(batch_size=40)
@@ -210,3 +220,28 @@ def test_flow_returns_and_publishes_the_report(flow_engine, legacy_fixture_dir, 
     assert "| migrated by this run | 232 |" in latest.data
     assert "| duplicate | 3 | 3 |" in latest.data
     assert max(progress, key=lambda artifact: artifact.created).data == 100.0
+
+
+def test_a_row_corrected_after_migrating_is_remigrated_after_a_rollback(
+    flow_engine, legacy_fixture_dir, tmp_path
+):
+    import_legacy(flow_engine, legacy_fixture_dir)
+    migrate_vip(batch_size=100)
+    corrected = tmp_path / "corrected"
+    shutil.copytree(legacy_fixture_dir, corrected)
+    user_vip = corrected / "user_vip.csv"
+    user_vip.chmod(0o644)
+    # Row 71 was sold at the role's list price; the corrected export has what was paid.
+    user_vip.write_text(user_vip.read_text().replace("71,1011,6,,", "71,1011,6,123.45,"))
+    import_legacy(flow_engine, corrected)
+
+    assert migrate_vip(batch_size=100)["migrated"] == 0
+    rollback_vip_migration(batch_size=100)
+    migrate_vip(batch_size=100)
+
+    with flow_engine.connect() as connection:
+        price = connection.execute(
+            select(item_record.c.price).where(item_record.c.legacy_id == 71)
+        ).scalar_one()
+    assert price == Decimal("123.45")
+    assert table_counts(flow_engine) == (232, 12)

@@ -9,30 +9,61 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from wallet.errors import ConfigurationError
 from wallet.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
 def make_engine(url: str | None = None, settings: Settings | None = None) -> Engine:
-    """An engine for `url` (default: WALLET_DATABASE_URL), SQLite set up for concurrent use."""
+    """An engine for `url` (default: WALLET_DATABASE_URL), SQLite set up for concurrent use.
+
+    A URL that names no usable database is a ConfigurationError that says what is wrong.
+    """
     settings = settings or get_settings()
-    parsed = make_url(url or settings.database_url)
-    if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, settings.sqlite_busy_timeout_ms)
-    return create_engine(
-        parsed,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
-    )
+    try:
+        parsed = make_url(url or settings.database_url)
+    except ArgumentError:
+        raise ConfigurationError(
+            "WALLET_DATABASE_URL is not a database URL; use sqlite:///path/to/wallet.db or "
+            "postgresql+psycopg2://user:password@host/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigurationError(
+            f"WALLET_DATABASE_URL names a {backend!r} database; the wallet runs on sqlite "
+            "or postgresql (postgresql+psycopg2://…)"
+        )
+    try:
+        if backend == "sqlite":
+            return _sqlite_engine(parsed, settings.sqlite_busy_timeout_ms)
+        return create_engine(
+            parsed,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_pre_ping=True,
+        )
+    except (ImportError, NoSuchModuleError) as error:
+        raise ConfigurationError(f"WALLET_DATABASE_URL: no driver for it ({error})") from None
+
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
 def _sqlite_engine(url, busy_timeout_ms: int) -> Engine:
-    if url.database and url.database != ":memory:":
+    if not url.database or url.database == ":memory:":
+        raise ConfigurationError(
+            "WALLET_DATABASE_URL names an in-memory SQLite database, which is gone when the "
+            "command ends; give a file: sqlite:///var/wallet.db"
+        )
+    try:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(
+            f"WALLET_DATABASE_URL: cannot create the folder of {url.database}: {error.strerror}"
+        ) from None
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")

@@ -6,8 +6,12 @@ or unusable, or the database schema is not applied; 4 the database cannot be rea
 """
 
 import json
+import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -126,6 +130,63 @@ def import_refunds_command(
     raise typer.Exit(_print_import([report]))
 
 
+@contextmanager
+def stop_at_once_when_interrupted():
+    """Ctrl-C or SIGTERM during a flow: say what is kept and exit now, without waiting.
+
+    Every batch is its own transaction, so what was committed stays and what was not rolls
+    back when the connection drops; the next run picks up the rest.
+    """
+
+    def stop(signum, _frame) -> None:
+        sys.stderr.write(
+            f"\ninterrupted ({signal.Signals(signum).name}): every finished batch is kept; "
+            "run the same command again to finish\n"
+        )
+        # The server may have been stopped by the same Ctrl-C: give it a moment, not more.
+        telling = threading.Thread(target=_mark_flow_run_crashed, daemon=True)
+        telling.start()
+        telling.join(timeout=3)
+        _stop_temporary_prefect_server()
+        os._exit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _mark_flow_run_crashed() -> None:
+    """Tell the Prefect server the run stopped, so the UI does not show it running forever."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+    from prefect.states import Crashed
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(
+                context.flow_run.id, Crashed(message="interrupted at the console"), force=True
+            )
+    except Exception:
+        pass
+
+
+def _stop_temporary_prefect_server() -> None:
+    """Stop the server Prefect started for this command when PREFECT_API_URL is not set."""
+    # NOTE: Prefect keeps its temporary servers in this private registry; no public call stops
+    # them, and exiting without stopping one leaves it running.
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
+        with suppress(Exception):  # best effort on the way out
+            server.stop()
+
+
 def _terminal_progress():
     """A one-line progress display on a terminal, or None when output is not a terminal."""
     if not sys.stderr.isatty():
@@ -147,7 +208,10 @@ def print_migration_report(summary: dict) -> None:
     title = "VIP migration (dry run, nothing written)" if summary["dry_run"] else "VIP migration"
     typer.echo(title)
     typer.echo(f"  legacy rows read          {summary['rows_read']:>9,}")
-    typer.echo(f"  migrated by this run      {summary['migrated']:>9,}")
+    if summary["dry_run"]:
+        typer.echo(f"  would be migrated         {summary['migrated']:>9,}")
+    else:
+        typer.echo(f"  migrated by this run      {summary['migrated']:>9,}")
     typer.echo(f"  already migrated          {summary['already_migrated']:>9,}")
     typer.echo(f"  plan records migrated     {summary['migrated_total']:>9,}")
     if summary["retry_quarantined"]:
@@ -179,18 +243,24 @@ def migrate_vip_command(
     if rollback:
         if dry_run or retry_quarantined:
             raise fail("--rollback takes no --dry-run or --retry-quarantined", EXIT_BAD_INPUT)
-        summary = rollback_vip_migration(batch_size=batch_size)
+        with stop_at_once_when_interrupted():
+            summary = rollback_vip_migration(batch_size=batch_size)
         typer.echo(
             f"rolled back: {summary['removed']:,} plan records removed, "
-            f"{summary['kept_changed']:,} kept (changed since the migration), "
+            f"{summary['kept_changed']:,} kept (moved since the migration), "
             f"{summary['quarantine_cleared']:,} quarantine rows cleared"
         )
+        if summary["kept_changed"]:
+            shown = ", ".join(map(str, summary["kept_changed_legacy_ids"]))
+            more = " …" if summary["kept_changed"] > len(summary["kept_changed_legacy_ids"]) else ""
+            typer.echo(f"  kept, by legacy id: {shown}{more}")
         return
     token = progress_listener.set(_terminal_progress())
     try:
-        summary = migrate_vip(
-            dry_run=dry_run, batch_size=batch_size, retry_quarantined=retry_quarantined
-        )
+        with stop_at_once_when_interrupted():
+            summary = migrate_vip(
+                dry_run=dry_run, batch_size=batch_size, retry_quarantined=retry_quarantined
+            )
     finally:
         progress_listener.reset(token)
     print_migration_report(summary)
@@ -211,7 +281,8 @@ def flows_run_command(
     from pipelines.flows.deployments import FLOWS
 
     ready_engine()
-    summary = FLOWS[name.value]()
+    with stop_at_once_when_interrupted():
+        summary = FLOWS[name.value]()
     if name is FlowName.MIGRATE_VIP:
         print_migration_report(summary)
     else:
@@ -238,7 +309,9 @@ def flows_serve_command() -> None:
 
 @app.command("token")
 def token_command(
-    user_id: Annotated[int, typer.Argument(min=1, help="The user the token signs in as.")],
+    user_id: Annotated[
+        int, typer.Argument(min=1, max=2**63 - 1, help="The user the token signs in as.")
+    ],
     hours: Annotated[float, typer.Option(min=0.01, max=24 * 30, help="Lifetime.")] = 12,
 ) -> None:
     """Print a bearer token for trying the API out."""
@@ -293,7 +366,8 @@ def demo_command(
     typer.echo(f"demo export written to {export}/ ({users:,} users, seed {seed})")
     _print_import(import_legacy(engine, export))
     _print_import([import_orders(engine, export / "payment_record.csv")])
-    print_migration_report(migrate_vip())
+    with stop_at_once_when_interrupted():
+        print_migration_report(migrate_vip())
 
     user_id = _user_with_most_plans(engine)
     token = issue_demo_token(user_id)
@@ -331,8 +405,14 @@ def issue_demo_token(user_id: int) -> str:
 
 
 def main() -> None:
+    # Runs here report to no one outside this machine (and a temporary server's telemetry
+    # only fills the terminal with connection errors offline).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except ConfigurationError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(EXIT_CONFIGURATION)
+    except OperationalError as error:
+        typer.secho(f"error: the database is unavailable or busy: {error.orig}", err=True, fg="red")
+        sys.exit(EXIT_DATABASE)
