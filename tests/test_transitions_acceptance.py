@@ -8,6 +8,8 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlalchemy import func, select
 
 from tests.support import (
@@ -162,3 +164,14 @@ def test_service_list_answers_match_after_transitions(client, user_id, key, answ
 @pytest.mark.parametrize(ANSWER, list(expected_answers(EXPECTED, "payment_record")))
 def test_payment_record_answers_match_after_transitions(client, user_id, key, answer):
     check_answer(client, "payment_record", user_id, key, answer)
+
+
+def test_each_flow_publishes_its_moves_as_an_artifact(release):
+    expire = report(release, "2 expire-plans")
+    with get_client(sync_client=True) as client:
+        published = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["expire-plans-report"]))
+        )
+    moved = expire["moves"]["plan success -> expired"]
+    assert moved > 0
+    assert any(f"| plan | success | expired | {moved} |" in item.data for item in published)
