@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from pipelines.importers import ORDER_COLUMNS, USER_VIP_COLUMNS, VIP_ROLE_COLUMNS
 from wallet.statuses import OrderStatus, RecordType
 
 log = logging.getLogger(__name__)
@@ -40,28 +41,10 @@ FAR_EXPIRY = (datetime(2027, 1, 1), datetime(2036, 12, 31))
 # A role id that is not in the catalogue (the role was deleted from the old database).
 DELETED_ROLE_ID = 404
 
-VIP_ROLE_HEADER = ("id", "vip_name", "price", "service_month", "is_active")
-USER_VIP_HEADER = (
-    "id",
-    "user_id",
-    "vip_role_id",
-    "total_price",
-    "status",
-    "is_active",
-    "create_time",
-    "active_time",
-    "expire_time",
-    "order_no",
-)
-ORDER_HEADER = (
-    "order_id",
-    "user_id",
-    "record_type",
-    "actual_price",
-    "order_status",
-    "create_time",
-    "pay_time",
-)
+# The demo export has exactly the columns the importers expect.
+VIP_ROLE_HEADER = VIP_ROLE_COLUMNS
+USER_VIP_HEADER = USER_VIP_COLUMNS
+ORDER_HEADER = ORDER_COLUMNS
 
 
 @dataclass(frozen=True)

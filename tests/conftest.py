@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url
 
 from tests.support import BACKENDS, FIXTURES, JWT_SECRET, cli_environment, new_database_url
 from wallet.db import make_engine
 from wallet.schema import upgrade
 from wallet.settings import Settings
+from wallet_api.main import create_app
 
 # Prefect keeps its profile and local state here rather than in the home directory.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="wallet-prefect-home-")
@@ -102,3 +104,28 @@ def flow_engine(engine, settings, monkeypatch, prefect_api_url) -> Engine:
     get_engine().dispose()
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+@pytest.fixture
+def client(engine, settings) -> Iterator[TestClient]:
+    """The API on this test's freshly migrated database."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+# A test module that defines a module-scoped `release` (a database after the release steps,
+# see tests.support.Release) gets these two for reading it.
+
+
+@pytest.fixture(scope="module")
+def release_engine(release) -> Iterator[Engine]:
+    engine = make_engine(release.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def release_client(release) -> Iterator[TestClient]:
+    settings = Settings(database_url=release.database_url, jwt_secret=JWT_SECRET, _env_file=None)
+    with TestClient(create_app(settings)) as client:
+        yield client

@@ -72,6 +72,13 @@ class Release:
         return result
 
 
+def signed_in(user_id: int, settings) -> dict[str, str]:
+    """The Authorization header of `user_id`, signed with `settings`' key."""
+    from wallet_api.auth import issue_token
+
+    return {"Authorization": f"Bearer {issue_token(user_id, settings)}"}
+
+
 ANSWER = ("user_id", "key", "answer")
 
 

@@ -2,33 +2,23 @@
 database is away."""
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 
 from tests.conftest import JWT_SECRET
+from tests.support import signed_in
 from wallet.db import make_engine
 from wallet.errors import ConfigurationError
 from wallet.schema import upgrade
 from wallet.settings import Settings
-from wallet_api.auth import issue_token
 from wallet_api.main import create_app
 
 PLANS = "/payment/service_list/"
 ORDERS = "/payment/payment_record/"
 UNAVAILABLE = {"detail": "database unavailable"}
-
-
-@pytest.fixture
-def client(engine, settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-def signed_in(user_id: int, settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(user_id, settings)}"}
 
 
 # --- start-up ---------------------------------------------------------------------------------

@@ -1,31 +1,18 @@
 """GET /payment/payment_record/: a user's orders, on SQLite and PostgreSQL."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from itertools import product
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
+from tests.support import signed_in
 from wallet.statuses import OrderStatus, RecordType
 from wallet.tables import payment_record
-from wallet_api.auth import issue_token
-from wallet_api.main import create_app
 
 URL = "/payment/payment_record/"
 CREATED = datetime(2025, 10, 11, 3, 56, 52, tzinfo=UTC)
-
-
-@pytest.fixture
-def client(engine, settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-def signed_in(user_id: int, settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(user_id, settings)}"}
 
 
 def order(order_id: str, **fields) -> dict:

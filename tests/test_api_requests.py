@@ -1,19 +1,17 @@
 """What both list endpoints refuse: requests without a valid token (401) and bad parameters
 (422), and what they take as if nothing had been sent (empty values)."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import jwt
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from tests.conftest import JWT_SECRET
+from tests.support import signed_in
 from wallet.tables import item_record, payment_record
 from wallet_api.auth import issue_token
-from wallet_api.main import create_app
 
 PLANS = "/payment/service_list/"
 ORDERS = "/payment/payment_record/"
@@ -30,16 +28,6 @@ ORDER_STATUSES = (
 )
 RECORD_TYPES = "1, 2, 3 or 4"
 WHOLE_NUMBER = "Input should be a whole number"
-
-
-@pytest.fixture
-def client(engine, settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-def signed_in(user_id: int, settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(user_id, settings)}"}
 
 
 def the_only_error(response) -> tuple[list, str]:

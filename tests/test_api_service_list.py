@@ -1,32 +1,19 @@
 """GET /payment/service_list/: a user's plan records, on SQLite and PostgreSQL."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
+from tests.support import signed_in
 from wallet.statuses import PlanStatus
 from wallet.tables import item_record
-from wallet_api.auth import issue_token
-from wallet_api.main import create_app
 
 URL = "/payment/service_list/"
 CREATED = datetime(2025, 10, 19, 5, 24, 25, tzinfo=UTC)
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 FAR_AHEAD = datetime(2034, 7, 13, 15, 59, 59, tzinfo=UTC)
-
-
-@pytest.fixture
-def client(engine, settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-def signed_in(user_id: int, settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(user_id, settings)}"}
 
 
 def plan(**fields) -> dict:

@@ -7,23 +7,18 @@ tests then compare every value in the fixture's expected.json.
 import json
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.support import (
     BACKENDS,
     FIXTURES,
-    JWT_SECRET,
     Release,
     check_answer,
     cli_environment,
     expected_answers,
     new_database_url,
 )
-from wallet.db import make_engine
-from wallet.settings import Settings
 from wallet.tables import item_record, migration_quarantine, payment_record, service_list
-from wallet_api.main import create_app
 
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text()) if FIXTURES.is_dir() else {}
 
@@ -43,20 +38,6 @@ def release(request, tmp_path_factory, prefect_api_url, legacy_fixture_dir) -> R
     return release
 
 
-@pytest.fixture(scope="module")
-def engine_after(release):
-    engine = make_engine(release.database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def client(release):
-    settings = Settings(database_url=release.database_url, jwt_secret=JWT_SECRET, _env_file=None)
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
 def test_release_commands_exit_as_documented(release):
     codes = {name: result.returncode for name, result in release.results.items()}
     assert codes == {
@@ -68,11 +49,11 @@ def test_release_commands_exit_as_documented(release):
     }, {name: result.stderr[-2000:] for name, result in release.results.items()}
 
 
-def test_orders_import_reports_each_rejected_line(release, engine_after):
+def test_orders_import_reports_each_rejected_line(release, release_engine):
     printed = release.results["orders"].stdout
     for line, reason in EXPECTED["orders_rejected"].items():
         assert f"line {line}: {reason}" in printed
-    with engine_after.connect() as connection:
+    with release_engine.connect() as connection:
         orders = connection.execute(select(func.count()).select_from(payment_record)).scalar_one()
     assert orders == EXPECTED["orders_imported"]
 
@@ -88,8 +69,8 @@ def test_migration_report_counts_rows_and_reasons(release):
     assert f"already migrated          {EXPECTED['migrated']:>9,}" in again
 
 
-def test_second_migration_leaves_the_tables_as_the_first(engine_after):
-    with engine_after.connect() as connection:
+def test_second_migration_leaves_the_tables_as_the_first(release_engine):
+    with release_engine.connect() as connection:
         plans = connection.execute(select(func.count()).select_from(item_record)).scalar_one()
         held = dict(
             connection.execute(
@@ -111,12 +92,12 @@ def test_second_migration_leaves_the_tables_as_the_first(engine_after):
 @pytest.mark.parametrize(
     ("user_id", "key", "answer"), list(expected_answers(EXPECTED, "service_list"))
 )
-def test_service_list_answers_match_the_fixture(client, user_id, key, answer):
-    check_answer(client, "service_list", user_id, key, answer)
+def test_service_list_answers_match_the_fixture(release_client, user_id, key, answer):
+    check_answer(release_client, "service_list", user_id, key, answer)
 
 
 @pytest.mark.parametrize(
     ("user_id", "key", "answer"), list(expected_answers(EXPECTED, "payment_record"))
 )
-def test_payment_record_answers_match_the_fixture(client, user_id, key, answer):
-    check_answer(client, "payment_record", user_id, key, answer)
+def test_payment_record_answers_match_the_fixture(release_client, user_id, key, answer):
+    check_answer(release_client, "payment_record", user_id, key, answer)

@@ -20,6 +20,7 @@ DEPLOYMENTS = {
     "expire-plans/expire-plans": timedelta(minutes=5),
     "close-unpaid-orders/close-unpaid-orders": timedelta(minutes=5),
     "settle-refunds/settle-refunds": timedelta(minutes=15),
+    "build-warehouse/build-warehouse": timedelta(minutes=30),
     "migrate-vip/migrate-vip": None,
 }
 
@@ -45,7 +46,7 @@ def stop_with_ctrl_c(serving: subprocess.Popen) -> int:
 
 
 def served_deployments(serving: subprocess.Popen, log: Path, since: datetime) -> dict:
-    """The four deployments once the serve process has (re)registered them after `since`."""
+    """The deployments, once the serve process has (re)registered them after `since`."""
     deadline = time.monotonic() + 120
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:

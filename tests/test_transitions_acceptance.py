@@ -7,7 +7,6 @@ fixture's expected_after_transitions.json was made with; then every flow runs on
 import json
 
 import pytest
-from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlalchemy import func, select
@@ -16,7 +15,6 @@ from tests.support import (
     ANSWER,
     BACKENDS,
     FIXTURES,
-    JWT_SECRET,
     Release,
     check_answer,
     cli_environment,
@@ -24,9 +22,7 @@ from tests.support import (
     new_database_url,
 )
 from wallet.db import make_engine
-from wallet.settings import Settings
 from wallet.tables import item_record, payment_record, refund_settlement, transition_log
-from wallet_api.main import create_app
 
 AFTER = FIXTURES / "expected_after_transitions.json"
 EXPECTED = json.loads(AFTER.read_text()) if AFTER.is_file() else {}
@@ -61,20 +57,6 @@ def _log_rows(database_url: str) -> int:
     return rows
 
 
-@pytest.fixture(scope="module")
-def engine_after(release):
-    engine = make_engine(release.database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def client(release):
-    settings = Settings(database_url=release.database_url, jwt_secret=JWT_SECRET, _env_file=None)
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
 def report(release, name: str) -> dict:
     result = release.results[name]
     assert result.returncode == 0, result.stderr[-3000:]
@@ -90,24 +72,24 @@ def test_every_command_succeeds(release):
     assert failed == {}
 
 
-def test_refund_import_stores_each_settlement_once(release, engine_after):
+def test_refund_import_stores_each_settlement_once(release, release_engine):
     assert f"{EXPECTED['settlement_lines']} lines read" in release.results["refunds"].stdout
     assert "1 unchanged" in release.results["refunds"].stdout
-    with engine_after.connect() as connection:
+    with release_engine.connect() as connection:
         stored = connection.execute(
             select(func.count()).select_from(refund_settlement)
         ).scalar_one()
     assert stored == EXPECTED["settlement_lines"] - 1
 
 
-def test_settlements_are_applied_or_rejected_as_expected(release, engine_after):
+def test_settlements_are_applied_or_rejected_as_expected(release, release_engine):
     first, second = report(release, "0 settle-refunds"), report(release, "3 settle-refunds")
     assert first["applied"] + second["applied"] == EXPECTED["settlements_applied"]
     rejected = {row["line"]: row["reason"] for row in first["rejected_lines"]}
     assert rejected == {
         int(line): reason for line, reason in EXPECTED["settlement_rejected"].items()
     }
-    with engine_after.connect() as connection:
+    with release_engine.connect() as connection:
         stored = dict(
             connection.execute(
                 select(refund_settlement.c.source_line, refund_settlement.c.reason).where(
@@ -118,8 +100,8 @@ def test_settlements_are_applied_or_rejected_as_expected(release, engine_after):
     assert stored == rejected
 
 
-def test_stored_statuses_match_the_fixture(engine_after):
-    with engine_after.connect() as connection:
+def test_stored_statuses_match_the_fixture(release_engine):
+    with release_engine.connect() as connection:
         plans = dict(
             connection.execute(
                 select(item_record.c.status, func.count()).group_by(item_record.c.status)
@@ -142,9 +124,9 @@ def test_running_every_flow_again_moves_nothing_and_logs_nothing(release):
     assert _log_rows(release.database_url) == release.log_rows_after_first_pass > 0
 
 
-def test_every_move_is_logged_once_with_its_flow_run(release, engine_after):
+def test_every_move_is_logged_once_with_its_flow_run(release, release_engine):
     moved = sum(report(release, f"{step} {name}")["moved"] for step, name in enumerate(FLOW_ORDER))
-    with engine_after.connect() as connection:
+    with release_engine.connect() as connection:
         actors = connection.execute(
             select(transition_log.c.actor, func.count()).group_by(transition_log.c.actor)
         ).all()
@@ -157,13 +139,13 @@ def test_every_move_is_logged_once_with_its_flow_run(release, engine_after):
 
 
 @pytest.mark.parametrize(ANSWER, list(expected_answers(EXPECTED, "service_list")))
-def test_service_list_answers_match_after_transitions(client, user_id, key, answer):
-    check_answer(client, "service_list", user_id, key, answer)
+def test_service_list_answers_match_after_transitions(release_client, user_id, key, answer):
+    check_answer(release_client, "service_list", user_id, key, answer)
 
 
 @pytest.mark.parametrize(ANSWER, list(expected_answers(EXPECTED, "payment_record")))
-def test_payment_record_answers_match_after_transitions(client, user_id, key, answer):
-    check_answer(client, "payment_record", user_id, key, answer)
+def test_payment_record_answers_match_after_transitions(release_client, user_id, key, answer):
+    check_answer(release_client, "payment_record", user_id, key, answer)
 
 
 def test_each_flow_publishes_its_moves_as_an_artifact(release):

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     expire_plans_every: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
     close_unpaid_orders_every: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
     settle_refunds_every: timedelta = Field(default=timedelta(minutes=15), gt=timedelta(0))
+    # The DuckDB file the reports read: a snapshot of the wallet tables, and how often the
+    # build-warehouse flow refreshes it.
+    warehouse_path: Path = Path("var/warehouse.duckdb")
+    build_warehouse_every: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
     sqlite_busy_timeout_ms: int = Field(default=15_000, ge=0)
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)

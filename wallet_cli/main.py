@@ -23,6 +23,7 @@ from wallet.db import get_engine
 from wallet.errors import ConfigurationError, InputFileError
 from wallet.schema import current_revision, head_revision, upgrade
 from wallet.settings import get_settings
+from wallet_cli.report import report_command
 
 EXIT_REJECTED_LINES = 1
 EXIT_BAD_INPUT = 2
@@ -271,6 +272,7 @@ class FlowName(StrEnum):
     CLOSE_UNPAID_ORDERS = "close-unpaid-orders"
     SETTLE_REFUNDS = "settle-refunds"
     MIGRATE_VIP = "migrate-vip"
+    BUILD_WAREHOUSE = "build-warehouse"
 
 
 @flows_app.command("run")
@@ -305,6 +307,9 @@ def flows_serve_command() -> None:
         raise fail(message, EXIT_CONFIGURATION)
     ready_engine()
     serve(*build_deployments(get_settings()))
+
+
+app.command("report")(report_command)
 
 
 @app.command("token")

@@ -1,4 +1,4 @@
-"""The deployments `wallet flows serve` registers: three on schedules, the migration on demand."""
+"""The deployments `wallet flows serve` registers: four on schedules, the migration on demand."""
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -8,6 +8,7 @@ from prefect.schedules import Interval
 
 from pipelines.flows.migrate_vip import migrate_vip
 from pipelines.flows.transitions import close_unpaid_orders, expire_plans, settle_refunds
+from pipelines.flows.warehouse import build_warehouse
 from wallet.settings import Settings
 
 FLOWS = {
@@ -15,6 +16,7 @@ FLOWS = {
     "close-unpaid-orders": close_unpaid_orders,
     "settle-refunds": settle_refunds,
     "migrate-vip": migrate_vip,
+    "build-warehouse": build_warehouse,
 }
 
 
@@ -44,6 +46,11 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
             "settle-refunds",
             schedule=_interval(settings.settle_refunds_every, zone, "settle-refunds-every"),
             description="Pending refund settlements are applied or rejected.",
+        ),
+        build_warehouse.to_deployment(
+            "build-warehouse",
+            schedule=_interval(settings.build_warehouse_every, zone, "build-warehouse-every"),
+            description="Snapshot the wallet tables into the reporting warehouse (DuckDB).",
         ),
         migrate_vip.to_deployment(
             "migrate-vip",
