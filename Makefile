@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench lab clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: lint
 # Benchmarks (not tests): each script in bench/ prints its figures.
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+# JupyterLab on 127.0.0.1:8888 with the notebooks; their kernel is this venv's Python.
+lab: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,lab]'
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port 8888 --no-browser \
+		$(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
