@@ -5,10 +5,12 @@ put right after the cell tagged `parameters`, so its values win.
 """
 
 import logging
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
@@ -62,13 +64,23 @@ def execute_notebook(
     A failing cell raises CellExecutionError; the cells run so far keep their outputs.
     """
     with_parameters(notebook, parameters)
-    client = NotebookClient(
-        notebook,
-        kernel_name=KERNEL_NAME,
-        timeout=CELL_TIMEOUT_SECONDS,
-        resources={"metadata": {"path": str(working_dir)}},
-    )
-    client.execute()
+    # The kernel talks over Unix sockets in a private directory rather than TCP ports: nothing
+    # else on the machine can reach it, and ipykernel has no plain-TCP warning to print.
+    with tempfile.TemporaryDirectory(prefix="wallet-kernel-") as sockets:
+        kernel = KernelManager(
+            kernel_name=KERNEL_NAME, transport="ipc", ip=str(Path(sockets) / "kernel")
+        )
+        client = NotebookClient(
+            notebook,
+            km=kernel,
+            timeout=CELL_TIMEOUT_SECONDS,
+            resources={"metadata": {"path": str(working_dir)}},
+        )
+        try:
+            client.execute()
+        finally:
+            if kernel.has_kernel:
+                kernel.shutdown_kernel()
 
 
 def write_html(notebook: nbformat.NotebookNode, path: Path) -> Path:
