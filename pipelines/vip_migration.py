@@ -24,6 +24,7 @@ from sqlalchemy import (
     exists,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import aliased
@@ -250,20 +251,33 @@ def count_legacy_rows(engine: Engine) -> int:
 
 
 def _read_batch(connection: Connection, after: int | None, size: int) -> list[dict]:
+    legacy_id = legacy_user_vip.c.id
+    # Each join is bounded below too: without it PostgreSQL merges from the first migrated
+    # legacy id on every batch, and a run slows down with every batch it has done.
+    plan_record_joined = item_record.c.legacy_id == legacy_id
+    quarantine_joined = migration_quarantine.c.legacy_id == legacy_id
+    if after is not None:
+        plan_record_joined &= item_record.c.legacy_id > after
+        quarantine_joined &= migration_quarantine.c.legacy_id > after
     query = (
         select(
             *LEGACY_COLUMNS,
             item_record.c.id.label("plan_record_id"),
             migration_quarantine.c.reason.label("quarantine_reason"),
         )
-        .outerjoin(item_record, item_record.c.legacy_id == legacy_user_vip.c.id)
-        .outerjoin(migration_quarantine, migration_quarantine.c.legacy_id == legacy_user_vip.c.id)
-        .order_by(legacy_user_vip.c.id)
+        .outerjoin(item_record, plan_record_joined)
+        .outerjoin(migration_quarantine, quarantine_joined)
+        .order_by(legacy_id)
         .limit(size)
     )
     if after is not None:
-        query = query.where(legacy_user_vip.c.id > after)
-    return [dict(row._mapping) for row in connection.execute(query)]
+        query = query.where(legacy_id > after)
+    return _as_dicts(connection.execute(query))
+
+
+def _as_dicts(result) -> list[dict]:
+    names = list(result.keys())
+    return [dict(zip(names, row, strict=True)) for row in result]
 
 
 def _read_earlier_twins(connection: Connection, first_id: int, last_id: int) -> list[dict]:
@@ -282,7 +296,7 @@ def _read_earlier_twins(connection: Connection, first_id: int, last_id: int) -> 
         )
         .where(batch_row.c.id.between(first_id, last_id), legacy_user_vip.c.id < first_id)
     )
-    return [dict(row._mapping) for row in connection.execute(query)]
+    return _as_dicts(connection.execute(query))
 
 
 def _classify(batch: list[dict], twins: list[dict], roles) -> dict[int, tuple | None]:
@@ -292,19 +306,91 @@ def _classify(batch: list[dict], twins: list[dict], roles) -> dict[int, tuple | 
     every other check: the lowest such row always migrates, so this needs only the legacy table
     and comes out the same in a dry run, a resumed run or a run over the whole table at once.
     """
+    reasons = {row["id"]: first_reason(row, roles) for row in twins + batch}
     first_seen: dict[tuple, int] = {}
     for row in sorted(twins + batch, key=lambda r: r["id"]):
-        if first_reason(row, roles) is None:
+        if reasons[row["id"]] is None:
             first_seen.setdefault(duplicate_key(row), row["id"])
     outcome = {}
     for row in batch:
-        reason = first_reason(row, roles)
+        reason = reasons[row["id"]]
         if reason is None:
             twin = first_seen[duplicate_key(row)]
             if twin != row["id"]:
                 reason = "duplicate", f"same user, role and create_time as legacy id {twin}"
         outcome[row["id"]] = reason
     return outcome
+
+
+@dataclass
+class Batch:
+    """A batch of legacy rows, examined: what writing it changes, and the report once written.
+
+    Examining reads only rows of this batch and the legacy table, never what an earlier batch
+    writes, so the next batch can be examined while this one is being written.
+    """
+
+    last_id: int
+    report: MigrationReport
+    new_plans: list[dict] = field(default_factory=list)
+    new_quarantine: list[dict] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    requarantined: list[dict] = field(default_factory=list)
+
+
+def examine_batch(
+    engine: Engine,
+    after: int | None,
+    size: int,
+    *,
+    dry_run: bool = False,
+    retry_quarantined: bool = False,
+) -> Batch | None:
+    """Read the next `size` legacy rows after legacy id `after` and decide each; None at the end."""
+    with engine.connect() as connection:
+        rows = _read_batch(connection, after, size)
+        if not rows:
+            return None
+        twins = _read_earlier_twins(connection, rows[0]["id"], rows[-1]["id"])
+        roles = load_roles(connection)
+    outcome = _classify(rows, twins, roles)
+
+    report = MigrationReport(dry_run=dry_run, retry_quarantined=retry_quarantined)
+    batch = Batch(last_id=rows[-1]["id"], report=report)
+    now = datetime.now(UTC)
+    for row in rows:
+        reason = outcome[row["id"]]
+        if row["plan_record_id"] is not None:
+            report.already_migrated += 1
+            continue
+        if row["quarantine_reason"] is not None and not retry_quarantined:
+            report.quarantined_total[row["quarantine_reason"]] += 1
+            continue
+        if reason is None:
+            batch.new_plans.append(plan_record(row, roles))
+            if row["quarantine_reason"] is not None:
+                batch.released.append(row["id"])
+            continue
+        entry = {"legacy_id": row["id"], "reason": reason[0], "detail": reason[1]}
+        if row["quarantine_reason"] is None:
+            batch.new_quarantine.append(entry | {"quarantined_at": now})
+        else:
+            batch.requarantined.append(entry)
+        report.quarantined_total[reason[0]] += 1
+    report.rows_read = len(rows)
+    return batch
+
+
+def write_batch(engine: Engine, batch: Batch) -> MigrationReport:
+    """Write an examined batch in one transaction (a dry run only counts); returns its report."""
+    report = batch.report
+    if report.dry_run:
+        report.migrated = len(batch.new_plans)
+        report.released_from_quarantine = len(batch.released)
+        report.quarantined_new.update(entry["reason"] for entry in batch.new_quarantine)
+    else:
+        _write_batch(engine, batch)
+    return report
 
 
 def migrate_batch(
@@ -316,76 +402,90 @@ def migrate_batch(
     retry_quarantined: bool = False,
 ) -> tuple[MigrationReport, int | None]:
     """Migrate the next `size` legacy rows after legacy id `after`; returns the last id read."""
-    report = MigrationReport(dry_run=dry_run, retry_quarantined=retry_quarantined)
-    with engine.connect() as connection:
-        batch = _read_batch(connection, after, size)
-        if not batch:
-            return report, None
-        twins = _read_earlier_twins(connection, batch[0]["id"], batch[-1]["id"])
-        roles = load_roles(connection)
-    outcome = _classify(batch, twins, roles)
-
-    new_plans, new_quarantine, released, requarantined = [], [], [], []
-    now = datetime.now(UTC)
-    for row in batch:
-        reason = outcome[row["id"]]
-        if row["plan_record_id"] is not None:
-            report.already_migrated += 1
-            continue
-        if row["quarantine_reason"] is not None and not retry_quarantined:
-            report.quarantined_total[row["quarantine_reason"]] += 1
-            continue
-        if reason is None:
-            new_plans.append(plan_record(row, roles))
-            if row["quarantine_reason"] is not None:
-                released.append(row["id"])
-            continue
-        entry = {"legacy_id": row["id"], "reason": reason[0], "detail": reason[1]}
-        if row["quarantine_reason"] is None:
-            new_quarantine.append(entry | {"quarantined_at": now})
-        else:
-            requarantined.append(entry)
-        report.quarantined_total[reason[0]] += 1
-
-    report.rows_read = len(batch)
-    if dry_run:
-        report.migrated = len(new_plans)
-        report.released_from_quarantine = len(released)
-        report.quarantined_new.update(entry["reason"] for entry in new_quarantine)
-    else:
-        _write_batch(engine, report, new_plans, new_quarantine, released, requarantined)
-    return report, batch[-1]["id"]
+    batch = examine_batch(engine, after, size, dry_run=dry_run, retry_quarantined=retry_quarantined)
+    if batch is None:
+        return MigrationReport(dry_run=dry_run, retry_quarantined=retry_quarantined), None
+    return write_batch(engine, batch), batch.last_id
 
 
-def _write_batch(engine, report, new_plans, new_quarantine, released, requarantined) -> None:
+def _write_batch(engine: Engine, batch: Batch) -> None:
+    report = batch.report
     with write_transaction(engine) as connection:
-        if new_plans:
-            inserted = connection.execute(
-                insert_or_skip(connection, item_record).returning(item_record.c.legacy_id),
-                new_plans,
-            )
-            report.migrated = len(inserted.all())
+        if batch.new_plans:
+            report.migrated = _insert_plan_records(connection, batch.new_plans)
             # A concurrent run may have migrated some of these first; count them as such.
-            report.already_migrated += len(new_plans) - report.migrated
-        if new_quarantine:
+            report.already_migrated += len(batch.new_plans) - report.migrated
+        if batch.new_quarantine:
             inserted = connection.execute(
                 insert_or_skip(connection, migration_quarantine).returning(
                     migration_quarantine.c.reason
                 ),
-                new_quarantine,
+                batch.new_quarantine,
             )
             report.quarantined_new.update(reason for (reason,) in inserted)
-        if released:
+        if batch.released:
             connection.execute(
-                delete(migration_quarantine).where(migration_quarantine.c.legacy_id.in_(released))
+                delete(migration_quarantine).where(
+                    migration_quarantine.c.legacy_id.in_(batch.released)
+                )
             )
-            report.released_from_quarantine = len(released)
-        for entry in requarantined:
+            report.released_from_quarantine = len(batch.released)
+        for entry in batch.requarantined:
             connection.execute(
                 update(migration_quarantine)
                 .where(migration_quarantine.c.legacy_id == entry["legacy_id"])
                 .values(reason=entry["reason"], detail=entry["detail"])
             )
+
+
+PLAN_RECORD_COLUMNS = (
+    "legacy_id",
+    "user_id",
+    "plan_id",
+    "service_desc",
+    "price",
+    "status",
+    "create_time",
+    "active_time",
+    "expire_time",
+    "order_id",
+)
+# PostgreSQL takes the batch as one array per column, unnested in one statement: far less to
+# send, parse and plan than a row of values per record. The values are those the column types
+# would bind: cents-exact Decimals and aware UTC datetimes.
+INSERT_PLAN_RECORDS_POSTGRESQL = text(
+    """
+    insert into item_record (
+        legacy_id, user_id, plan_id, service_desc, price, status,
+        create_time, active_time, expire_time, order_id
+    )
+    select * from unnest(
+        cast(:legacy_id as bigint[]),
+        cast(:user_id as bigint[]),
+        cast(:plan_id as integer[]),
+        cast(:service_desc as text[]),
+        cast(:price as numeric(14, 2)[]),
+        cast(:status as text[]),
+        cast(:create_time as timestamptz[]),
+        cast(:active_time as timestamptz[]),
+        cast(:expire_time as timestamptz[]),
+        cast(:order_id as text[])
+    )
+    on conflict do nothing
+    """
+)
+
+
+def _insert_plan_records(connection: Connection, new_plans: list[dict]) -> int:
+    """Insert plan records, skipping any that a concurrent run inserted first; returns how many
+    were new."""
+    if connection.dialect.name == "postgresql":
+        columns = {name: [record[name] for record in new_plans] for name in PLAN_RECORD_COLUMNS}
+        return connection.execute(INSERT_PLAN_RECORDS_POSTGRESQL, columns).rowcount
+    inserted = connection.execute(
+        insert_or_skip(connection, item_record).returning(item_record.c.legacy_id), new_plans
+    )
+    return len(inserted.all())
 
 
 def rollback_batch(

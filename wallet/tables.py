@@ -98,8 +98,12 @@ item_record = Table(
     # The legacy user_vip row this plan record was migrated from; empty for new plans.
     Column("legacy_id", BigInteger, unique=True),
     CheckConstraint(_one_of("status", PlanStatus), name="status"),
-    Index(None, "user_id", "create_time", "id"),
-    Index(None, "status", "expire_time"),
+    # Counts and pages a user's plans (the service_list view) without reading the table.
+    Index(
+        "ix_item_record_user_id_listing", "user_id", "create_time", "id", "status", "expire_time"
+    ),
+    # expire-plans picks each batch in this order.
+    Index(None, "status", "expire_time", "id"),
     Index(None, "order_id"),
 )
 
@@ -120,7 +124,15 @@ payment_record = Table(
     CheckConstraint(
         f"record_type in ({', '.join(str(int(t)) for t in RecordType)})", name="record_type"
     ),
-    Index(None, "user_id", "create_time", "order_id"),
+    # Counts and pages a user's orders (payment_record_list) without reading the table.
+    Index(
+        "ix_payment_record_user_id_listing",
+        "user_id",
+        "create_time",
+        "order_id",
+        "record_type",
+        "order_status",
+    ),
 )
 
 migration_quarantine = Table(

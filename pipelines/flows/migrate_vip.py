@@ -1,5 +1,7 @@
 """The one-off move of legacy VIP memberships into plan records, as a Prefect flow."""
 
+import time
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -7,6 +9,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 from sqlalchemy import Engine
 
 from pipelines import vip_migration
@@ -15,15 +18,23 @@ from pipelines.progress import report_progress
 from wallet.db import get_engine
 
 DEFAULT_BATCH_SIZE = 5_000
+# Each update of the progress artifact is a round trip to the Prefect server, dearer than a
+# batch's own work when batches are small: it moves at most this often, and at the end.
+PROGRESS_EVERY_SECONDS = 2.0
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=database_hiccup)
-def migrate_batch(
+def examine_batch(
     engine: Engine, after: int | None, size: int, dry_run: bool, retry_quarantined: bool
-) -> tuple[vip_migration.MigrationReport, int | None]:
-    return vip_migration.migrate_batch(
+) -> vip_migration.Batch | None:
+    return vip_migration.examine_batch(
         engine, after, size, dry_run=dry_run, retry_quarantined=retry_quarantined
     )
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=database_hiccup)
+def write_batch(engine: Engine, batch: vip_migration.Batch) -> vip_migration.MigrationReport:
+    return vip_migration.write_batch(engine, batch)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=database_hiccup)
@@ -50,16 +61,27 @@ def migrate_vip(
         " (dry run: nothing is written)" if dry_run else "",
     )
     progress = create_progress_artifact(0.0, key="migrate-vip-progress")
+    progress_moved = time.monotonic()
 
+    # The next batch is examined while the one before it is written, so that Python and the
+    # database work at the same time; batches are still written one after another, in legacy
+    # id order, each in its own transaction.
     report = vip_migration.MigrationReport(dry_run=dry_run, retry_quarantined=retry_quarantined)
+    writing = None
     after = None
     while True:
-        batch_report, after = migrate_batch(engine, after, batch_size, dry_run, retry_quarantined)
-        if after is None:
+        batch = examine_batch(engine, after, batch_size, dry_run, retry_quarantined)
+        if writing is not None:
+            report.add(writing.result())
+            report_progress(report.rows_read, total)
+            if time.monotonic() - progress_moved >= PROGRESS_EVERY_SECONDS:
+                update_progress_artifact(progress, 100.0 * report.rows_read / max(total, 1))
+                progress_moved = time.monotonic()
+        if batch is None:
             break
-        report.add(batch_report)
-        update_progress_artifact(progress, 100.0 * report.rows_read / max(total, 1))
-        report_progress(report.rows_read, total)
+        after = batch.last_id
+        # quote(): Prefect would otherwise walk every row of the batch looking for futures.
+        writing = write_batch.submit(engine, quote(batch))
 
     update_progress_artifact(progress, 100.0)
     summary = report.as_dict()
