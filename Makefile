@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench lab clean
+.PHONY: install demo test soak lint bench lab clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,19 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# Benchmarks (not tests): each script in bench/ prints its figures.
+# The slow fault and load runs (tests marked soak), printing their figures; CI runs them too.
+# The load runs drive the API with wrk (Debian's package), installed here when missing.
+soak: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/pytest -m soak -s
+
+# Benchmarks (not tests): each bench/bench_*.py prints its figures and adds them to
+# bench/README.md. The load tests need wrk (Debian's package), installed here when missing.
 bench: $(STAMP)
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	for script in bench/bench_*.py; do \
+		$(BIN)/python -m bench.$$(basename $$script .py) || exit 1; \
+	done
 
 # JupyterLab on 127.0.0.1:8888 with the notebooks; their kernel is this venv's Python.
 lab: $(STAMP)

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
@@ -78,6 +78,7 @@ ORDER_COLUMNS = (
 REFUND_COLUMNS = ("order_id", "refund_amount", "settled_at")
 
 LEGACY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+LEGACY_TIME_RANGE = (datetime.min + timedelta(days=1), datetime.max - timedelta(days=1))
 MAX_INTEGER = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
 # Money is NUMERIC(14, 2): at most twelve digits before the point.
@@ -246,6 +247,9 @@ def _integer(
         return None
     if not _INTEGER.fullmatch(text):
         raise _Rejection(reason, f"{name} {text!r} is not an integer")
+    # int() refuses more than 4300 digits, and no key here needs more than 19.
+    if len(text.lstrip("+-").lstrip("0")) > len(str(MAX_BIGINT)):
+        raise _Rejection(reason, f"{name} {text[:24]!r}… has {len(text)} digits; too large")
     value = int(text)
     if value < low:
         raise _Rejection(reason, f"{name} {text!r} is below {low}")
@@ -289,9 +293,14 @@ def _legacy_time(fields: dict[str, str], name: str) -> datetime | None:
         return None
     if _LEGACY_TIME.fullmatch(text):
         try:
-            return datetime.strptime(text, LEGACY_TIME_FORMAT)
+            value = datetime.strptime(text, LEGACY_TIME_FORMAT)
         except ValueError:
             pass
+        else:
+            # The migration reads it in Shanghai time; a day's margin keeps that in range.
+            if not LEGACY_TIME_RANGE[0] <= value <= LEGACY_TIME_RANGE[1]:
+                raise _Rejection("bad_time", f"{name} {text!r} is out of range")
+            return value
     raise _Rejection("bad_time", f"{name} {text!r} is not a YYYY-MM-DD HH:MM:SS time")
 
 
@@ -478,10 +487,11 @@ def _read_lines(
 
 def _header_positions(path: Path, header: list[str] | None, columns: tuple[str, ...]) -> list[int]:
     expected = f"expected the columns {','.join(columns)}"
-    if not header:
-        raise InputFileError(f"{path} is empty; {expected}")
-    names = [name.strip() for name in header]
+    names = [name.strip() for name in header or [""]]
     names[0] = names[0].removeprefix("\ufeff").strip()
+    # Nothing, or only a BOM (Excel saving an empty sheet).
+    if names == [""]:
+        raise InputFileError(f"{path} is empty; {expected}")
     missing = [name for name in columns if name not in names]
     unexpected = [name for name in names if name not in columns]
     repeated = sorted({name for name in names if names.count(name) > 1})

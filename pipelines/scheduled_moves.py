@@ -41,8 +41,11 @@ def expire_plans_batch(engine: Engine, as_of: datetime, size: int, actor: str) -
                 reason="expire_time passed",
                 where=[item_record.c.expire_time <= as_of],
                 limit=size,
+                # The order of ix_item_record_status_expire_time_id: each batch reads the first
+                # `size` entries of the index, whatever number of plans is due.
+                order_by=[item_record.c.expire_time, item_record.c.id],
                 returning=[item_record.c.expire_time],
-                business_time=lambda row: row.expire_time,
+                business_time=item_record.c.expire_time,
             )
         counts.add(Entity.PLAN, from_status, PlanStatus.EXPIRED, len(moved))
     return counts
@@ -101,10 +104,13 @@ class SettlementBatch:
     rejected: Counter = field(default_factory=Counter)
     rejected_lines: list[tuple[str, int, str]] = field(default_factory=list)
     moves: MoveCounts = field(default_factory=MoveCounts)
+    # Plans written in refund after their order was settled (a migration running meanwhile).
+    late_plans: int = 0
 
     @property
     def processed(self) -> int:
-        return self.applied + sum(self.rejected.values())
+        """Settlements judged and late plans refunded; 0 when the batch found nothing to do."""
+        return self.applied + sum(self.rejected.values()) + self.late_plans
 
 
 def _judge(settlements: list) -> dict[int, str | None]:
@@ -152,6 +158,7 @@ def settle_refunds_batch(engine: Engine, now: datetime, size: int, actor: str) -
             pending = pending.with_for_update(of=refund_settlement, skip_locked=True)
         settlements = connection.execute(pending).all()
         if not settlements:
+            report.late_plans = _refund_late_plans(connection, size, actor, report.moves)
             return report
         verdicts = _judge(settlements)
 
@@ -206,6 +213,43 @@ def settle_refunds_batch(engine: Engine, now: datetime, size: int, actor: str) -
                 )
         _record_verdicts(connection, verdicts, now)
     return report
+
+
+def _refund_late_plans(connection, size: int, actor: str, moves: MoveCounts) -> int:
+    """Plans in refund whose order a settlement already refunded move to refunded too.
+
+    A plan written after its order was settled (the migration running while settle-refunds
+    ran) would otherwise stay in refund, since the order never moves again.
+    """
+    late = (
+        select(payment_record.c.order_id, payment_record.c.settled_at)
+        .where(
+            payment_record.c.order_status == OrderStatus.REFUNDED,
+            payment_record.c.settled_at.is_not(None),
+            exists().where(
+                item_record.c.order_id == payment_record.c.order_id,
+                item_record.c.status == PlanStatus.REFUND,
+            ),
+        )
+        .order_by(payment_record.c.order_id)
+        .limit(size)
+    )
+    settled_at = dict(connection.execute(late).all())
+    if not settled_at:
+        return 0
+    plans = move(
+        connection,
+        Entity.PLAN,
+        PlanStatus.REFUND,
+        PlanStatus.REFUNDED,
+        actor=actor,
+        reason="refund settled",
+        where=[item_record.c.order_id.in_(list(settled_at))],
+        returning=[item_record.c.order_id],
+        business_time=lambda row: settled_at[row.order_id],
+    )
+    moves.add(Entity.PLAN, PlanStatus.REFUND, PlanStatus.REFUNDED, len(plans))
+    return len(plans)
 
 
 def _record_verdicts(connection, verdicts: dict[int, str | None], now: datetime) -> None:

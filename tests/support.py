@@ -128,3 +128,72 @@ def check_answer(client, endpoint: str, user_id: int, key: str, answer: dict) ->
     )
     last = _page(client, endpoint, user_id, key, answer["pages"], answer["last_page"])
     assert last["count"] == answer["count"]
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_environment(database_url: str, var_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of `wallet serve` on `database_url`; `settings` are more WALLET_* values."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WALLET_")}
+    env.update(WALLET_DATABASE_URL=database_url, WALLET_JWT_SECRET=JWT_SECRET)
+    env.update(WALLET_VAR_DIR=str(var_dir), **settings)
+    return env
+
+
+class ServedApi:
+    """A `wallet serve` process on 127.0.0.1, started and stopped by a test."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [WALLET, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_until_answering(self, timeout: float = 30) -> None:
+        """Returns once the server answers /health at all (503 included)."""
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"wallet serve exited: {self.log_path.read_text()}")
+            try:
+                httpx.get(f"{self.url}/health", timeout=2)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"wallet serve did not answer in {timeout} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> "ServedApi":
+        try:
+            self.wait_until_answering()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()

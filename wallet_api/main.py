@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from wallet.db import make_engine
 from wallet.errors import AuthenticationError
 from wallet.settings import Settings, get_settings
-from wallet_api.middleware import DropEmptyQueryValues
+from wallet_api.middleware import DropEmptyQueryValues, allow_empty_query_values
 from wallet_api.routers import health, payment_record, service_list
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         lifespan=lifespan,
     )
+    # An empty query value counts as not sent (DropEmptyQueryValues); the document says so too.
+    build_openapi = app.openapi
+    app.openapi = lambda: app.openapi_schema or allow_empty_query_values(build_openapi())
     app.state.engine = engine
     app.state.jwt_signing_key = signing_key
     app.add_middleware(DropEmptyQueryValues)

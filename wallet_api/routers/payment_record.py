@@ -8,7 +8,7 @@ from wallet.statuses import OrderStatus, RecordType
 from wallet_api.deps import (
     SIGNED_IN_LIST,
     CurrentUserId,
-    DbConnection,
+    Database,
     PageParams,
     written_as_one_of,
 )
@@ -36,12 +36,13 @@ OrderStatusFilter = Annotated[
 @router.get("/")
 def list_orders(
     user_id: CurrentUserId,
-    connection: DbConnection,
+    database: Database,
     paging: PageParams,
     record_type: RecordTypeFilter = None,
     order_status: OrderStatusFilter = None,
 ) -> PaymentRecordPage:
     """My orders, newest first."""
     query = orders_of(user_id, record_type, order_status)
-    rows, count = read_page(connection, query, paging)
+    with database.connect() as connection:
+        rows, count = read_page(connection, query, paging)
     return PaymentRecordPage.of(rows, count, paging)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from wallet.statuses import PlanStatus
-from wallet_api.deps import SIGNED_IN_LIST, CurrentUserId, DbConnection, PageParams
+from wallet_api.deps import SIGNED_IN_LIST, CurrentUserId, Database, PageParams
 from wallet_api.queries import plan_records_of, read_page
 from wallet_api.schemas import DATABASE_UNAVAILABLE, NOT_SIGNED_IN, ServiceListPage
 
@@ -28,10 +28,11 @@ StatusFilter = Annotated[
 @router.get("/")
 def list_plan_records(
     user_id: CurrentUserId,
-    connection: DbConnection,
+    database: Database,
     paging: PageParams,
     status: StatusFilter = None,
 ) -> ServiceListPage:
     """My plans, newest first."""
-    rows, count = read_page(connection, plan_records_of(user_id, status), paging)
+    with database.connect() as connection:
+        rows, count = read_page(connection, plan_records_of(user_id, status), paging)
     return ServiceListPage.of(rows, count, paging)
