@@ -186,18 +186,7 @@ def settle_refunds_batch(engine: Engine, now: datetime, size: int, actor: str) -
             refunded_orders = {row.order_id: row.settled_at for row in orders}
             report.moves.add(Entity.ORDER, "refund", "refunded", len(orders))
         if refunded_orders:
-            plans = move(
-                connection,
-                Entity.PLAN,
-                PlanStatus.REFUND,
-                PlanStatus.REFUNDED,
-                actor=actor,
-                reason="refund settled",
-                where=[item_record.c.order_id.in_(list(refunded_orders))],
-                returning=[item_record.c.order_id],
-                business_time=lambda row: refunded_orders[row.order_id],
-            )
-            report.moves.add(Entity.PLAN, "refund", "refunded", len(plans))
+            _refund_plans_of(connection, refunded_orders, actor, report.moves)
 
         for settlement in settlements:
             verdict = verdicts[settlement.id]
@@ -237,6 +226,13 @@ def _refund_late_plans(connection, size: int, actor: str, moves: MoveCounts) -> 
     settled_at = dict(connection.execute(late).all())
     if not settled_at:
         return 0
+    return _refund_plans_of(connection, settled_at, actor, moves)
+
+
+def _refund_plans_of(
+    connection, settled_at: dict[str, datetime], actor: str, moves: MoveCounts
+) -> int:
+    """Plans in refund of the orders in `settled_at` become refunded as of the settlement."""
     plans = move(
         connection,
         Entity.PLAN,
