@@ -467,12 +467,14 @@ def _read_lines(
             previous_line = reader.line_num
             for values in reader:
                 line, previous_line = previous_line + 1, reader.line_num
-                if reader.line_num > line:
-                    # No export here has line breaks inside a field: this is a quote left open,
-                    # and the lines it swallowed would otherwise vanish without a word.
+                # No export here has line breaks inside a field: this is a quote left open,
+                # and the lines it swallowed would otherwise vanish without a word. On the last
+                # line it swallows only the line end.
+                if reader.line_num > line or any("\n" in value for value in values):
+                    runs_to = f"line {reader.line_num}" if reader.line_num > line else "the end"
                     raise InputFileError(
-                        f"{path}: line {line} opens a quoted field that runs on to line "
-                        f"{reader.line_num}; is a closing quote missing?"
+                        f"{path}: line {line} opens a quoted field that runs on to {runs_to}; "
+                        "is a closing quote missing?"
                     )
                 # A blank line is not a record; it is skipped and not counted.
                 if values:

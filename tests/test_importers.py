@@ -818,6 +818,20 @@ def test_import_orders_refuses_a_quote_left_open_before_writing(engine, tmp_path
     assert _count(engine, payment_record) == 0
 
 
+def test_import_orders_refuses_a_quote_left_open_on_the_last_line_before_writing(engine, tmp_path):
+    path = _write(
+        tmp_path / "orders.csv",
+        ORDER_HEADER,
+        "Q1,1001,1,1.00,paid,2025-01-01T00:00:00Z,",
+        'Q2,1001,1,"1.00,paid,2025-01-01T00:00:00Z,',
+    )
+
+    with pytest.raises(InputFileError, match=r"line 3 opens a quoted field .* to the end"):
+        import_orders(engine, path)
+
+    assert _count(engine, payment_record) == 0
+
+
 def test_import_orders_rejects_a_nul_character_naming_the_field(engine, tmp_path):
     path = _write(
         tmp_path / "orders.csv",

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wallet.errors import ConfigurationError
@@ -30,13 +30,19 @@ class Settings(BaseSettings):
     expire_plans_every: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
     close_unpaid_orders_every: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
     settle_refunds_every: timedelta = Field(default=timedelta(minutes=15), gt=timedelta(0))
-    # The DuckDB file the reports read: a snapshot of the wallet tables, and how often the
-    # build-warehouse flow refreshes it.
-    warehouse_path: Path = Path("var/warehouse.duckdb")
+    # The DuckDB file the reports read (unset: warehouse.duckdb in var_dir, beside the
+    # reports), a snapshot of the wallet tables, and how often build-warehouse refreshes it.
+    warehouse_path: Path | None = None
     build_warehouse_every: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
     sqlite_busy_timeout_ms: int = Field(default=15_000, ge=0)
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _warehouse_in_var_dir(self) -> "Settings":
+        if self.warehouse_path is None:
+            self.warehouse_path = self.var_dir / "warehouse.duckdb"
+        return self
 
     def jwt_signing_key(self) -> str:
         """The HS256 key; only demo mode may invent one (kept in var/ so every command agrees)."""

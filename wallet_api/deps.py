@@ -53,9 +53,11 @@ def _input_should_be(expected: str, error_type: str) -> PydanticCustomError:
 def written_in_digits(value: object) -> object:
     """A number in the query is plain digits: `3`, never `3.0`, `+3`, `3_0` or `３`.
 
-    Pydantic alone would read all of those as 3.
+    Pydantic alone would read all of those as 3. A minus sign passes, so that `-1` is refused
+    by the bounds ("greater than or equal to 1") rather than called not a whole number.
     """
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+    digits = value.removeprefix("-") if isinstance(value, str) else value
+    if isinstance(digits, str) and not (digits.isascii() and digits.isdigit()):
         raise _input_should_be("a whole number", "int_parsing")
     return value
 

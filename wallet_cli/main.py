@@ -214,7 +214,8 @@ def print_migration_report(summary: dict) -> None:
     else:
         typer.echo(f"  migrated by this run      {summary['migrated']:>9,}")
     typer.echo(f"  already migrated          {summary['already_migrated']:>9,}")
-    typer.echo(f"  plan records migrated     {summary['migrated_total']:>9,}")
+    total_label = "plan records, after a run" if summary["dry_run"] else "plan records migrated"
+    typer.echo(f"  {total_label:<26}{summary['migrated_total']:>9,}")
     if summary["retry_quarantined"]:
         typer.echo(f"  released from quarantine  {summary['released_from_quarantine']:>9,}")
     typer.echo(
