@@ -231,16 +231,9 @@ def peer_statements(user_id: int, record_type, order_status, page: int) -> list:
     """The SQL the peer's `query.count()` and `offset().limit()` send, as its ORM builds it."""
     from sqlalchemy.orm import Session
 
-    from bench.peer_app import Order
+    from bench.peer_app import Order, orders_query
 
-    session = Session()
-    query = session.query(Order).filter(Order.user_id == user_id)
-    if record_type is not None:
-        query = query.filter(Order.record_type == int(record_type))
-    if order_status is None:
-        query = query.filter(Order.order_status != OrderStatus.DELETED.value)
-    else:
-        query = query.filter(Order.order_status == order_status.value)
+    query = orders_query(Session(), user_id, record_type, order_status)
     count = select(func.count()).select_from(query.statement.subquery())
     page_query = (
         query.order_by(Order.create_time.desc(), Order.order_id.desc())

@@ -159,13 +159,7 @@ def create_app() -> FastAPI:
         page: PageNumber = 1,
         per_page: PerPage = 10,
     ) -> dict:
-        query = session.query(Order).filter(Order.user_id == user_id)
-        if record_type is not None:
-            query = query.filter(Order.record_type == int(record_type))
-        if order_status is None:
-            query = query.filter(Order.order_status != OrderStatus.DELETED.value)
-        else:
-            query = query.filter(Order.order_status == order_status.value)
+        query = orders_query(session, user_id, record_type, order_status)
         count = query.count()
         orders = (
             query.order_by(Order.create_time.desc(), Order.order_id.desc())
@@ -182,6 +176,16 @@ def create_app() -> FastAPI:
         return _page(data, count, page, per_page)
 
     return app
+
+
+def orders_query(session: Session, user_id: int, record_type, order_status):
+    """The user's orders with the filters asked for, the ORM way."""
+    query = session.query(Order).filter(Order.user_id == user_id)
+    if record_type is not None:
+        query = query.filter(Order.record_type == int(record_type))
+    if order_status is None:
+        return query.filter(Order.order_status != OrderStatus.DELETED.value)
+    return query.filter(Order.order_status == order_status.value)
 
 
 def _plan_status_is(status: PlanStatus | None):

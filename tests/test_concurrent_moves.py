@@ -207,12 +207,19 @@ def run_together(engine, as_of: datetime) -> list[BaseException]:
         return threading.Thread(target=run, name=getattr(target, "__name__", "flow"))
 
     actor = "concurrent test"
-    expire = lambda: scheduled_moves.expire_plans_batch(engine, as_of, BATCH, actor).total  # noqa: E731
-    close = lambda: (  # noqa: E731
-        scheduled_moves.close_unpaid_orders_batch(engine, as_of, TIMEOUT, BATCH, actor).total
-        + scheduled_moves.end_plans_of_ended_orders_batch(engine, BATCH, actor).total
-    )
-    settle = lambda: scheduled_moves.settle_refunds_batch(engine, as_of, BATCH, actor).processed  # noqa: E731
+
+    def expire() -> int:
+        return scheduled_moves.expire_plans_batch(engine, as_of, BATCH, actor).total
+
+    def close() -> int:
+        return (
+            scheduled_moves.close_unpaid_orders_batch(engine, as_of, TIMEOUT, BATCH, actor).total
+            + scheduled_moves.end_plans_of_ended_orders_batch(engine, BATCH, actor).total
+        )
+
+    def settle() -> int:
+        return scheduled_moves.settle_refunds_batch(engine, as_of, BATCH, actor).processed
+
     threads = [
         guarded(migrate),
         guarded(keep_running, "expire-plans", expire),
